@@ -1,0 +1,255 @@
+"""IntNet: the one integer (or float) IF network file that every backend reads.
+
+Why a format of our own: NIR has no reset-by-subtraction and lava-dl's netx format has no pooling,
+residual or subtractive reset; QCFS semantics (θ, v_init = θ/2, per-layer scales) must travel unchanged.
+
+File: a single NumPy .npz (loaded with allow_pickle=False) holding
+  "__header__"                 uint8 bytes of a UTF-8 JSON object (below), format "qcfs-intnet", version 1
+  "<layer>/bias"               per-channel (conv) or per-unit (dense) bias, added every step
+  "<layer>/syn<j>/weight"      weights of the j-th incoming synapse stage of <layer>
+Header keys: format, version, mode ("int" | "float"), input {shape [C,H,W], mean, std, scale, bits},
+L, phi, profile {name, weight_bits, bias_bits, threshold_bits, membrane_bits, input_bits, source},
+layers [ {name, kind "if"|"readout", shape, threshold, v_init, depth, float32_exact,
+          synapses [ {source, kind "conv"|"dense", stride, padding, groups, delay} ] } ],
+readout_scale (accumulated readout / readout_scale ≈ T · ANN logits), metadata {…free-form provenance…}.
+
+Conventions (all backends): tensors are C,H,W (torch order). Conv weights are [C_out, C_in/groups, kh, kw]
+cross-correlation (torch/ONNX); padding is (top, left, bottom, right) with zeros. A dense synapse whose source
+has a C,H,W shape reads that source flattened in C,H,W order. Layers are in topological order; the last one
+is the readout. Integer mode: weights, biases, thresholds and v_init are integer-valued (stored int64);
+float mode: float64 and no input quantization. Semantics: qcfs.semantics.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from qcfs.errors import ModelFileError
+
+FORMAT_NAME = "qcfs-intnet"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """Bit widths an integer network must fit. Defaults: Loihi 2 as modelled by Lava's fixed-point
+    simulator (see README "Hardware profile" for sources)."""
+
+    name: str = "loihi2-lava-fixed-pt"
+    weight_bits: int = 8
+    bias_bits: int = 24
+    threshold_bits: int = 24
+    membrane_bits: int = 24
+    input_bits: int = 8
+    source: str = "lava-nc 0.10.0 fixed_pt models; Loihi 2 neuro-core 24-bit state"
+
+
+@dataclass
+class Synapse:
+    """One synapse stage into a layer: conv or dense from `source` ("input" or an IF layer's name)."""
+
+    source: str
+    kind: Literal["conv", "dense"]
+    weight: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    groups: int = 1
+    delay: int = 0
+
+
+@dataclass
+class Layer:
+    """A population of IF neurons ("if") or the accumulate-only output ("readout")."""
+
+    name: str
+    kind: Literal["if", "readout"]
+    shape: tuple[int, ...]
+    bias: np.ndarray
+    threshold: float
+    v_init: float
+    synapses: list[Synapse]
+    depth: int = 1
+    float32_exact: bool = False
+
+
+@dataclass
+class InputSpec:
+    """How images in [0, 1] become the first layer's constant current (qcfs.semantics.encode_input)."""
+
+    shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: float | None  # None in float mode
+    bits: int = 8
+
+
+@dataclass
+class IntNet:
+    mode: Literal["int", "float"]
+    input: InputSpec
+    layers: list[Layer]
+    L: int
+    phi: float = 0.5
+    profile: HardwareProfile = field(default_factory=HardwareProfile)
+    readout_scale: float = 1.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # --- queries -------------------------------------------------------------------------------
+    @property
+    def readout(self) -> Layer:
+        return self.layers[-1]
+
+    @property
+    def if_layers(self) -> list[Layer]:
+        return [layer for layer in self.layers if layer.kind == "if"]
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def num_classes(self) -> int:
+        return int(np.prod(self.readout.shape))
+
+    # --- (de)serialisation -----------------------------------------------------------------------
+    def header(self) -> dict[str, Any]:
+        layers = []
+        for layer in self.layers:
+            syns = [
+                {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items() if k != "weight"}
+                for s in layer.synapses
+            ]
+            layers.append(
+                {
+                    "name": layer.name,
+                    "kind": layer.kind,
+                    "shape": list(layer.shape),
+                    "threshold": _num(layer.threshold),
+                    "v_init": _num(layer.v_init),
+                    "depth": layer.depth,
+                    "float32_exact": layer.float32_exact,
+                    "synapses": syns,
+                }
+            )
+        inp = asdict(self.input)
+        inp["shape"] = list(self.input.shape)
+        inp["mean"], inp["std"] = list(self.input.mean), list(self.input.std)
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "mode": self.mode,
+            "input": inp,
+            "L": self.L,
+            "phi": self.phi,
+            "profile": asdict(self.profile),
+            "layers": layers,
+            "readout_scale": self.readout_scale,
+            "metadata": self.metadata,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        dtype = np.int64 if self.mode == "int" else np.float64
+        arrays: dict[str, np.ndarray] = {
+            "__header__": np.frombuffer(json.dumps(self.header()).encode("utf-8"), dtype=np.uint8)
+        }
+        for layer in self.layers:
+            arrays[f"{layer.name}/bias"] = np.asarray(layer.bias, dtype=dtype)
+            for j, syn in enumerate(layer.synapses):
+                arrays[f"{layer.name}/syn{j}/weight"] = np.asarray(syn.weight, dtype=dtype)
+        with open(path, "wb") as fh:  # np.savez would append ".npz" to other suffixes
+            np.savez_compressed(fh, **arrays)
+        return path
+
+
+def _num(x: float | int) -> float | int:
+    """JSON-friendly scalar that keeps integers integral."""
+    xf = float(x)
+    return int(xf) if xf.is_integer() else xf
+
+
+def is_intnet_file(path: str | Path) -> bool:
+    """True when `path` is a zip (npz) with a qcfs-intnet header; never raises."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "__header__.npy" in zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def load_intnet(path: str | Path) -> IntNet:
+    """Read an IntNet file, validating format/version; bad files raise ModelFileError (one line)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise ModelFileError(f"{path}: not a readable qcfs integer network (.npz): {err}") from None
+    if "__header__" not in arrays:
+        raise ModelFileError(f"{path}: .npz without a qcfs-intnet header; export one with qcfs-export")
+    try:
+        hdr = json.loads(arrays["__header__"].tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{path}: corrupt qcfs-intnet header: {err}") from None
+    if hdr.get("format") != FORMAT_NAME or hdr.get("version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: format {hdr.get('format')!r} version {hdr.get('version')!r}; "
+            f"this qcfs reads {FORMAT_NAME} version {FORMAT_VERSION}"
+        )
+    try:
+        layers = []
+        for lh in hdr["layers"]:
+            syns = [
+                Synapse(
+                    source=sh["source"],
+                    kind=sh["kind"],
+                    weight=arrays[f"{lh['name']}/syn{j}/weight"],
+                    stride=tuple(sh["stride"]),
+                    padding=tuple(sh["padding"]),
+                    groups=int(sh["groups"]),
+                    delay=int(sh["delay"]),
+                )
+                for j, sh in enumerate(lh["synapses"])
+            ]
+            layers.append(
+                Layer(
+                    name=lh["name"],
+                    kind=lh["kind"],
+                    shape=tuple(lh["shape"]),
+                    bias=arrays[f"{lh['name']}/bias"],
+                    threshold=lh["threshold"],
+                    v_init=lh["v_init"],
+                    synapses=syns,
+                    depth=int(lh["depth"]),
+                    float32_exact=bool(lh["float32_exact"]),
+                )
+            )
+        inp = hdr["input"]
+        return IntNet(
+            mode=hdr["mode"],
+            input=InputSpec(
+                shape=tuple(inp["shape"]),
+                mean=tuple(inp["mean"]),
+                std=tuple(inp["std"]),
+                scale=inp["scale"],
+                bits=int(inp["bits"]),
+            ),
+            layers=layers,
+            L=int(hdr["L"]),
+            phi=float(hdr["phi"]),
+            profile=HardwareProfile(**hdr["profile"]),
+            readout_scale=float(hdr["readout_scale"]),
+            metadata=dict(hdr.get("metadata", {})),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: qcfs-intnet file is incomplete or inconsistent ({err!r})") from None

@@ -1,0 +1,96 @@
+"""The meaning of a converted network, written once; every backend and test cites this module.
+
+QCFS activation (Bu et al., ICLR 2022):
+    h(x) = λ · clip(floor(x·L/λ + φ) / L, 0, 1),   φ = 0.5, λ > 0 per layer, L ∈ ℕ⁺ per model.
+
+Integrate-and-fire neuron (per channel/unit), discrete time t = 1..T, no leak:
+    v(0)  = v_init                      (= φ·θ; integer mode: θ is even, so v_init = θ/2 exactly)
+    v     ← sat(v + I(t))               (integer mode: saturate to the profile's membrane range, as Loihi
+                                         and Lava's fixed-point models do; float mode: no saturation)
+    s(t)  = [v ≥ θ]
+    v     ← v − θ·s(t)                  (reset by subtraction)
+A QCFS layer with clip level λ becomes θ = λ and each spike of the previous layer carries the value λ_prev;
+the passes fold λ into integer weights so every backend sees only integer θ, weights and biases.
+Consequence (Theorem 1 of the paper): with constant input x and T = L, the spike count equals
+L·h(x)/λ = clip(floor(x·T/λ + φ), 0, T).
+
+Input: direct encoding. The normalized image x = (p − mean)/std is fed as a constant current to the first
+layer at every step. In integer mode it is first quantized to `bits`-bit signed integers,
+x_int = clip(rint(x·scale), −2^(bits−1), 2^(bits−1)−1); `scale` is part of the IntNet header.
+
+Readout: the last layer has no neuron. Its current I(t) is accumulated over the T steps; prediction =
+argmax of the accumulated current (ties resolve to the lowest class index, as numpy.argmax).
+
+Timing disciplines (both produce identical counts over each layer's own T-step window):
+  * layer-synchronous: at step t every layer, in topological order, integrates the spikes its sources
+    emitted at the same step t.
+  * pipelined (Lava, Loihi): every synapse stage adds one step of delay (plus its `delay` field). A layer at
+    depth d (the input is depth 0, d = depth(source) + 1 + delay for every incoming synapse) sees sample n's
+    input during global steps n·T + d + 1 … n·T + d + T and resets v ← v_init when that window starts, so N
+    samples run back to back in N·T + depth(readout) steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PHI_DEFAULT = 0.5
+
+
+def qcfs_activation(x: np.ndarray, lam: float, L: int, phi: float = PHI_DEFAULT) -> np.ndarray:
+    """The QCFS activation h(x), in float64, for tests and the float reference."""
+    x = np.asarray(x, dtype=np.float64)
+    return lam * np.clip(np.floor(x * L / lam + phi) / L, 0.0, 1.0)
+
+
+def membrane_limits(bits: int) -> tuple[int, int]:
+    """Signed range of a `bits`-bit membrane register: [-2^(bits-1), 2^(bits-1) - 1]."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def if_step(
+    v: np.ndarray,
+    current: np.ndarray,
+    theta: float | int,
+    v_limits: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """One IF step in place on `v`: integrate (saturating when `v_limits`), spike, subtract. Returns spikes.
+
+    `v` and `current` must share a dtype that holds the values exactly (int64 or float64).
+    """
+    v += current
+    if v_limits is not None:
+        np.clip(v, v_limits[0], v_limits[1], out=v)
+    spikes = v >= theta
+    v -= spikes * v.dtype.type(theta)
+    return spikes
+
+
+def constant_input_spike_count(x: float, theta: float, T: int, phi: float = PHI_DEFAULT) -> int:
+    """Run one IF neuron for T steps on constant current x (float64); the reference for Theorem 1 tests."""
+    v = np.array([phi * theta], dtype=np.float64)
+    cur = np.array([x], dtype=np.float64)
+    count = 0
+    for _ in range(T):
+        count += int(if_step(v, cur, theta)[0])
+    return count
+
+
+def encode_input(
+    images: np.ndarray,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    scale: float | None,
+    bits: int = 8,
+) -> np.ndarray:
+    """Normalize images in [0, 1] (N, C, H, W) per channel; quantize to signed `bits` integers when
+    `scale` is given (integer mode, int64 result), else return float64 (float mode)."""
+    images = np.asarray(images, dtype=np.float64)
+    c = images.shape[1]
+    m = np.broadcast_to(np.asarray(mean, dtype=np.float64), (c,)).reshape(1, c, 1, 1)
+    s = np.broadcast_to(np.asarray(std, dtype=np.float64), (c,)).reshape(1, c, 1, 1)
+    x = (images - m) / s
+    if scale is None:
+        return x
+    lo, hi = membrane_limits(bits)
+    return np.clip(np.rint(x * scale), lo, hi).astype(np.int64)

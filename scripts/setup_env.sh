@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Creates (or reuses) the virtual environment and installs qcfs with its test tools and Lava.
+# Usage: scripts/setup_env.sh VENV_DIR        (QCFS_NO_LAVA=1 skips the Lava simulator)
+set -euo pipefail
+venv=${1:-.venv}
+here=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-python3}
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip="$venv/bin/python -m pip --disable-pip-version-check -q"
+# Lava's dependencies first, under numpy<2 (a one-shot --ignore-requires-python install would pick a
+# scipy that needs Python 3.12).
+$pip install -c "$here/constraints.txt" "numpy<2" "ml_dtypes<0.6" asteval "networkx<=2.8.7" scipy
+$pip install -c "$here/constraints.txt" -e "$here[test,lava]"
+if [ "${QCFS_NO_LAVA:-0}" != "1" ]; then
+  # lava-nc 0.10.0 declares Python < 3.11 but runs on 3.11 (qcfs.runtime.lava.compat patches the one
+  # incompatibility at import time, without touching site-packages).
+  $pip install -c "$here/constraints.txt" --no-deps --ignore-requires-python lava-nc==0.10.0
+fi
+echo "qcfs environment ready in $venv"
