@@ -151,8 +151,36 @@ def _load_cifar_pickles(base: Path, split: str, info: DatasetInfo) -> tuple[np.n
     return np.concatenate(xs).astype(np.float32) / 255.0, np.concatenate(ys)
 
 
+def _cache_path(split_dir: Path) -> Path:
+    """Decoded-image cache keyed on the folder's path and modification time (decoding 60k JPEGs takes ~20 s)."""
+    import hashlib
+
+    key = f"{split_dir.resolve()}:{split_dir.stat().st_mtime_ns}".encode()
+    root = Path(os.environ.get("QCFS_CACHE_DIR", Path.home() / ".cache" / "qcfs"))
+    return root / f"imagefolder-{hashlib.sha1(key).hexdigest()[:16]}.npz"
+
+
 def _load_image_folder(split_dir: Path, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
     """ImageFolder: class folders sorted by name (torchvision's convention), files sorted by name."""
+    cache = _cache_path(split_dir)
+    if cache.exists():
+        try:
+            with np.load(cache, allow_pickle=False) as npz:
+                return npz["x"].astype(np.float32) / 255.0, npz["y"]
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache is rebuilt below
+    x, y = _decode_image_folder(split_dir, info)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, x=x, y=y)
+        tmp.replace(cache)
+    except OSError:
+        pass  # caching is an optimisation only
+    return x.astype(np.float32) / 255.0, y
+
+
+def _decode_image_folder(split_dir: Path, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image, UnidentifiedImageError
 
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
@@ -172,4 +200,4 @@ def _load_image_folder(split_dir: Path, info: DatasetInfo) -> tuple[np.ndarray, 
             raise DatasetError(f"cifar10: {f} is {arr.shape[1]}x{arr.shape[0]}, expected 32x32 RGB")
         x[i] = arr.transpose(2, 0, 1)
     y = np.fromiter((c for _, c in files), dtype=np.int64, count=len(files))
-    return x.astype(np.float32) / 255.0, y
+    return x, y
