@@ -8,7 +8,11 @@ out=${1:?OUT_DIR}; cifar=${2:?CIFAR-10 tar.gz or folder}; fmnist=${3:-/usr/share
 shift $(( $# < 3 ? $# : 3 ))
 here=$(cd "$(dirname "$0")/../.." && pwd)
 site=$(mktemp -d)
-python3 -m pip install -q --no-deps --no-build-isolation --no-index --target "$site" "$here" >/dev/null
+# Mirror pyproject's package-dir mapping (qcfs/ + frontend/ exporters/ toolchain/ runtime/ report/ as
+# qcfs.<name>) by copying: needs no pip, no build backend and no network on the GPU machine.
+mkdir -p "$site/qcfs"
+cp -r "$here"/qcfs/. "$site/qcfs/"
+for pkg in frontend exporters toolchain runtime report; do cp -r "$here/$pkg" "$site/qcfs/$pkg"; done
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ -f "$cifar" ]; then
   dir=$(mktemp -d); tar -xzf "$cifar" -C "$dir"; cifar=$dir

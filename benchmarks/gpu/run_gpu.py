@@ -75,16 +75,21 @@ def evaluate(name: str, ckpt: Path, dataset: str, data_dir: str | None, outdir: 
         sync()
         per_sample = (time.perf_counter() - t0) / 256
         n = int(min(len(y), max(256, eval_budget / 2 / per_sample)))
+        # evenly spaced samples: test sets in class-folder order make a prefix class-biased
+        idx = np.unique(np.linspace(0, len(y) - 1, n).round().astype(int))
+        n = len(idx)
         t0 = time.perf_counter()
-        sim = simulate_torch(net, x[:n], TS, device=DEVICE, progress=False)
+        sim = simulate_torch(net, x[idx], TS, device=DEVICE, progress=False)
         seconds = time.perf_counter() - t0
+        res[f"ann_accuracy_same_samples_{mode}"] = round(100.0 * float((pred[idx] == y[idx]).mean()), 3)
         rows = []
         for T in TS:
-            acc = 100.0 * float((sim.predictions(T) == y[:n]).mean())
+            acc = 100.0 * float((sim.predictions(T) == y[idx]).mean())
             spikes = {k: float(v.mean()) for k, v in sim.spikes[T].items()}
             rows.append({"T": T, "accuracy": round(acc, 3), "spikes_per_sample": round(sum(spikes.values()), 1)})
         res[f"snn_{mode}"] = {"samples": n, "seconds": round(seconds, 1), "results": rows}
-        log(f"{name} {mode}: " + " ".join(f"T{r['T']}={r['accuracy']}" for r in rows) + f" ({n} samples, {seconds:.0f} s)")
+        log(f"{name} {mode}: " + " ".join(f"T{r['T']}={r['accuracy']}" for r in rows)
+            + f" ({n} samples, ANN on them {res[f'ann_accuracy_same_samples_{mode}']}, {seconds:.0f} s)")
     # bit-exactness of the GPU runtime against the NumPy reference on a subset
     from qcfs.runtime.numpy_snn import simulate
 
@@ -106,10 +111,12 @@ def main() -> None:
                     help="dataset:arch:train_seconds:nominal_epochs,...")
     ap.add_argument("--eval-seconds", type=float, default=50)
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--Ts", default="1,2,4,8,16,32,64", help="time steps to evaluate")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test of this script")
     args = ap.parse_args()
-    global DEVICE
+    global DEVICE, TS
     DEVICE = args.device
+    TS = [int(t) for t in args.Ts.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = {"gpu": torch.cuda.get_device_name(0) if DEVICE == "cuda" else "none (cpu)", "torch": torch.__version__, "python": platform.python_version(),

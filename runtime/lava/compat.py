@@ -15,11 +15,14 @@ original source).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import multiprocessing as mp
 import sys
 from types import ModuleType
+from typing import Iterator
 
 from qcfs.errors import BackendError
 
@@ -70,16 +73,39 @@ def lava_available() -> bool:
         importlib.util.find_spec("lava.magma") is not None
 
 
+@contextlib.contextmanager
+def _tolerate_same_start_method() -> Iterator[None]:
+    """Lava's message infrastructure calls mp.set_start_method('fork') when imported, which raises if this
+    process already fixed its start method (any earlier multiprocessing use does). When it is already
+    'fork' there is nothing to change, so that call becomes a no-op; another method stays a real error."""
+    original = mp.set_start_method
+
+    def tolerant(method: str | None, force: bool = False) -> None:
+        if not force and method is not None and mp.get_start_method(allow_none=True) == method:
+            return
+        original(method, force=force)
+
+    mp.set_start_method = tolerant  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        mp.set_start_method = original  # type: ignore[assignment]
+
+
 def ensure_lava() -> ModuleType:
     """Install the shim and import Lava's core; BackendError (one line) when lava-nc is absent."""
     if not lava_available():
         raise BackendError(NOT_INSTALLED)
     install_shim()
     try:
-        import lava.magma.compiler.var_model  # noqa: F401  (the module the shim patches)
-        import lava.magma.core.run_configs  # noqa: F401
+        with _tolerate_same_start_method():
+            import lava.magma.compiler.var_model  # noqa: F401  (the module the shim patches)
+            import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+            import lava.magma.core.run_configs  # noqa: F401
     except ImportError as err:
         raise BackendError(f"{NOT_INSTALLED} ({err})") from None
+    except RuntimeError as err:  # start method already fixed to something other than fork
+        raise BackendError(f"Lava needs the 'fork' start method: {err}") from None
     import lava
 
     return lava

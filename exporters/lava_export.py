@@ -1,0 +1,221 @@
+"""IntNet -> `.lava.npz`: the same integer network in the layouts and encodings Lava's processes expect.
+
+Why a file of its own: Lava differs from the IntNet conventions in three places that are easy to get wrong
+and that we want to inspect/diff once, outside any simulator:
+  * tensors are (W, H, C), so a Dense after a flatten reads its source in (W, H, C) order;
+  * Lava's Conv computes a TRUE convolution with kernels laid out (C_out, kw, kh, C_in/groups);
+  * Lava's fixed-point Dense truncates mixed-sign weights to even values (1 bit of the 8 is the sign
+    extension), so integer weights w are stored as 2w with weight_exp = -1 (exact: 2w is even and the
+    final arithmetic right shift divides an even sum exactly).
+Nothing is re-derived: thresholds, v_init, biases, depths and weights come from the IntNet unchanged.
+NumPy only (the parent process never imports Lava).
+
+File: .npz with "__header__" (UTF-8 JSON: format "qcfs-lava", version 1, intnet provenance, input spec,
+layers with Lava parameters), "<layer>/bias" (full shape, Lava layout) and "<layer>/syn<j>/weight".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qcfs.errors import BackendError, ModelFileError
+from qcfs.intnet import IntNet, Layer, Synapse
+from qcfs.semantics import membrane_limits
+
+FORMAT_NAME = "qcfs-lava"
+FORMAT_VERSION = 1
+DENSE_WEIGHT_EXP = -1  # weights stored as 2w, see module docstring
+ACC_LIMIT = 2**23  # keep every dendritic sum inside Loihi's signed 24-bit accumulator
+
+
+def whc(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Lava shape of an IntNet tensor shape: (C, H, W) -> (W, H, C); 1-D shapes unchanged."""
+    if len(shape) == 3:
+        return (shape[2], shape[1], shape[0])
+    if len(shape) == 1:
+        return tuple(shape)
+    raise BackendError(f"Lava backend supports (C,H,W) and 1-D layer shapes, got {tuple(shape)}")
+
+
+def to_whc(x: np.ndarray, shape_chw: tuple[int, ...]) -> np.ndarray:
+    """Reorder an array laid out as `shape_chw` (leading axes) into Lava order."""
+    return x.reshape(shape_chw).transpose(2, 1, 0) if len(shape_chw) == 3 else x.reshape(shape_chw)
+
+
+def _flat_perm(shape_chw: tuple[int, ...]) -> np.ndarray:
+    """perm such that flat_whc = flat_chw[perm]."""
+    n = int(np.prod(shape_chw))
+    return to_whc(np.arange(n), shape_chw).reshape(-1)
+
+
+def conv_weight_to_lava(w: np.ndarray) -> np.ndarray:
+    """torch cross-correlation [C_out, C_in/g, kh, kw] -> Lava true-convolution [C_out, kw, kh, C_in/g]."""
+    return np.ascontiguousarray(np.asarray(w)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
+
+
+def _lava_padding(syn: Synapse, in_hw: tuple[int, int], k_hw: tuple[int, int], out_hw: tuple[int, int]
+                  ) -> tuple[int, int]:
+    """A symmetric (W, H) padding for Lava's Conv that yields the IntNet output shape (the exact, possibly
+    asymmetric padding travels separately and is applied by our Conv model)."""
+    pt, pl, pb, pr = syn.padding
+    res = []
+    for size, k, s, lo, hi, want in ((in_hw[1], k_hw[1], syn.stride[1], pl, pr, out_hw[1]),
+                                     (in_hw[0], k_hw[0], syn.stride[0], pt, pb, out_hw[0])):
+        for p in dict.fromkeys((lo, hi, (lo + hi) // 2, (lo + hi + 1) // 2)):
+            if (size + 2 * p - k) // s + 1 == want:
+                res.append(p)
+                break
+        else:
+            raise BackendError(f"padding {syn.padding} (top, left, bottom, right) gives an output shape "
+                               f"Lava's Conv cannot express with a symmetric padding")
+    return res[0], res[1]
+
+
+def _max_abs_input(net: IntNet, source: str) -> int:
+    return (1 << (net.input.bits - 1)) if source == "input" else 1
+
+
+def _synapse_entry(net: IntNet, layer: Layer, j: int, syn: Synapse, shapes: dict[str, tuple[int, ...]]
+                   ) -> tuple[dict[str, Any], np.ndarray]:
+    src_shape = shapes[syn.source]
+    graded = syn.source == "input"
+    w = np.asarray(syn.weight)
+    if not np.all(np.equal(np.mod(w, 1), 0)):
+        raise BackendError(f"layer {layer.name}: non-integer weights (Lava needs an integer-mode IntNet)")
+    w = w.astype(np.int64)
+    xmax = _max_abs_input(net, syn.source)
+    entry: dict[str, Any] = {
+        "source": syn.source, "kind": syn.kind, "delay": int(syn.delay), "groups": int(syn.groups),
+        "num_message_bits": 8 if graded else 0, "input_shape": list(whc(src_shape)),
+    }
+    if syn.kind == "conv":
+        if len(src_shape) != 3 or len(layer.shape) != 3:
+            raise BackendError(f"layer {layer.name}: conv synapse needs (C,H,W) source and target")
+        bound = xmax * int(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+        lava_w = conv_weight_to_lava(w)
+        pad_wh = _lava_padding(syn, tuple(src_shape[1:]), tuple(w.shape[2:]), tuple(layer.shape[1:]))
+        entry.update(stride=[int(syn.stride[1]), int(syn.stride[0])], padding=list(pad_wh),
+                     padding_tlbr=[int(p) for p in syn.padding], weight_exp=0)
+    else:
+        n_in = int(np.prod(src_shape))
+        w = w.reshape(w.shape[0], -1)
+        if w.shape[1] != n_in:
+            raise BackendError(f"layer {layer.name}: dense weight {w.shape} does not match source {src_shape}")
+        if w.min(initial=0) < -128 or w.max(initial=0) > 127:
+            raise BackendError(f"layer {layer.name}: dense weights outside 8-bit [-128, 127] "
+                               f"(Lava's fixed-point Dense holds 8-bit weights)")
+        w = w[:, _flat_perm(tuple(src_shape))]
+        if len(layer.shape) == 3:
+            w = w[_flat_perm(tuple(layer.shape)), :]
+        bound = xmax * int(np.abs(w).sum(axis=1).max(initial=0))
+        lava_w = 2 * w
+        entry.update(weight_exp=DENSE_WEIGHT_EXP, num_weight_bits=8)
+    if bound >= ACC_LIMIT:
+        raise BackendError(f"layer {layer.name}: synapse {j} sums can reach {bound} >= 2^23 "
+                           f"(Loihi's 24-bit dendritic accumulator)")
+    entry["sum_bound"] = bound
+    return entry, lava_w
+
+
+def intnet_digest(net: IntNet) -> str:
+    """sha256 over the IntNet header and arrays: ties a .lava.npz to the network it came from."""
+    h = hashlib.sha256(json.dumps(net.header(), sort_keys=True).encode())
+    for layer in net.layers:
+        h.update(np.ascontiguousarray(layer.bias, dtype=np.float64).tobytes())
+        for syn in layer.synapses:
+            h.update(np.ascontiguousarray(syn.weight, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def export_lava(net: IntNet, out: Path, *, compress: bool = True) -> Path:
+    """Write `out` (.lava.npz) for the Lava backend; BackendError when the net cannot run exactly on Lava.
+    `compress=False` for throw-away files (compressing VGG-16's weights costs seconds)."""
+    out = Path(out)
+    if net.mode != "int":
+        raise BackendError("the Lava backend runs integer-mode networks only (export with --mode int)")
+    if net.readout.kind != "readout" or any(layer.kind != "if" for layer in net.layers[:-1]):
+        raise BackendError("IntNet must be IF layers followed by one readout layer")
+    v_min, v_max = membrane_limits(net.profile.membrane_bits)
+    shapes: dict[str, tuple[int, ...]] = {"input": tuple(net.input.shape)}
+    arrays: dict[str, np.ndarray] = {}
+    layers = []
+    for layer in net.layers:
+        shape = tuple(layer.shape)
+        lshape = whc(shape)
+        bias = np.asarray(layer.bias, dtype=np.float64)
+        n_per = int(np.prod(shape[1:])) if len(shape) == 3 else 1
+        full = np.repeat(bias.reshape(-1), n_per) if bias.size * n_per == np.prod(shape) else bias.reshape(-1)
+        arrays[f"{layer.name}/bias"] = to_whc(full, shape).astype(np.int64)
+        syns = []
+        for j, syn in enumerate(layer.synapses):
+            if syn.source not in shapes:
+                raise BackendError(f"layer {layer.name}: unknown or later source {syn.source!r}")
+            entry, lava_w = _synapse_entry(net, layer, j, syn, shapes)
+            syns.append(entry)
+            arrays[f"{layer.name}/syn{j}/weight"] = lava_w.astype(np.int64)
+        thr = float(layer.threshold)
+        layers.append({
+            "name": layer.name, "kind": layer.kind, "shape": list(shape), "lava_shape": list(lshape),
+            "threshold": int(thr), "v_init": int(float(layer.v_init)), "depth": int(layer.depth),
+            "v_min": v_min, "v_max": v_max, "synapses": syns,
+        })
+        shapes[layer.name] = shape
+    header = {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION,
+        "intnet": {"sha256": intnet_digest(net), "L": net.L, "phi": net.phi, "readout_scale": net.readout_scale,
+                   "profile": net.header()["profile"], "metadata": net.metadata},
+        "input": {"shape": list(net.input.shape), "lava_shape": list(whc(tuple(net.input.shape))),
+                  "mean": list(net.input.mean), "std": list(net.input.std), "scale": net.input.scale,
+                  "bits": net.input.bits},
+        "layers": layers,
+    }
+    arrays["__header__"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    with open(out, "wb") as fh:
+        (np.savez_compressed if compress else np.savez)(fh, **arrays)
+    return out
+
+
+@dataclass
+class LavaFile:
+    """A loaded .lava.npz: the JSON header and the arrays (Lava layouts)."""
+
+    header: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def layers(self) -> list[dict[str, Any]]:
+        return self.header["layers"]
+
+    @property
+    def readout(self) -> dict[str, Any]:
+        return self.header["layers"][-1]
+
+    def weight(self, layer: str, j: int) -> np.ndarray:
+        return self.arrays[f"{layer}/syn{j}/weight"]
+
+    def bias(self, layer: str) -> np.ndarray:
+        return self.arrays[f"{layer}/bias"]
+
+
+def load_lava_file(path: str | Path) -> LavaFile:
+    """Read a .lava.npz written by export_lava; ModelFileError (one line) on anything else."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        hdr = json.loads(arrays.pop("__header__").tobytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{path}: not a readable qcfs Lava file (.lava.npz): {err}") from None
+    if hdr.get("format") != FORMAT_NAME or hdr.get("version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: format {hdr.get('format')!r} version {hdr.get('version')!r}; "
+                             f"expected {FORMAT_NAME} version {FORMAT_VERSION}")
+    return LavaFile(hdr, arrays)

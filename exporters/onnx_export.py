@@ -1,0 +1,143 @@
+"""torch -> canonical QCFS ONNX (docs/canonical_onnx.md) with the dynamo exporter.
+
+Every QCFS module becomes ONE `qcfs::QCFS` node. Route: while exporting, QCFS.forward calls
+`torch.onnx.ops.symbolic("qcfs::QCFS", ...)` (public since torch 2.8), which the dynamo exporter emits as a
+bare node; a translation-table onnxscript function would be inlined (decomposed) by the exporter's version
+conversion. The qcfs::QCFS FunctionProto is attached afterwards so onnxruntime runs the file as is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import onnx
+import onnx_ir as ir
+import torch
+from torch import nn
+
+from qcfs.data import DATASETS
+from qcfs.errors import QCFSError
+from qcfs.exporters.canonical import (
+    BATCH_DIM, INPUT_NAME, OUTPUT_NAME, QCFS_DOMAIN, QCFS_OP, QCFS_VERSION, attach_qcfs_function,
+    qcfs_function_proto, set_ir_version, set_metadata,
+)
+from qcfs.frontend import export_hooks
+from qcfs.frontend.checkpoint import load_checkpoint
+from qcfs.frontend.models import ModelConfig
+from qcfs.frontend.qcfs_act import QCFS
+
+__all__ = ["export_checkpoint", "export_module", "export_proto", "load_checkpoint", "qcfs_function_proto"]
+
+SUPPORTED_OPSETS = range(13, 21)  # the qcfs function body needs opset >= 13; torch's exporter emits <= 20 here
+
+
+def _qcfs_symbolic(x: torch.Tensor, lam: torch.Tensor, L: int, phi: float) -> torch.Tensor:
+    """Stand-in for QCFS.forward during export: one opaque qcfs::QCFS node, λ as its second input."""
+    return torch.onnx.ops.symbolic(
+        f"{QCFS_DOMAIN}::{QCFS_OP}", (x, lam), {"L": int(L), "shift": float(phi)},
+        dtype=x.dtype, shape=x.shape, version=QCFS_VERSION,
+    )
+
+
+def _config(meta: Mapping[str, Any]) -> ModelConfig:
+    cfg = meta["config"]
+    return cfg if isinstance(cfg, ModelConfig) else ModelConfig(**cfg)
+
+
+def _metadata(cfg: ModelConfig, meta: Mapping[str, Any], opset: int) -> dict[str, Any]:
+    dataset = meta.get("dataset")
+    norm = meta.get("normalize")
+    if norm is None and dataset in DATASETS:  # training always normalizes with the dataset's statistics
+        norm = {"mean": DATASETS[dataset].mean, "std": DATASETS[dataset].std}
+    return {
+        "qcfs.model": cfg.arch,
+        "qcfs.dataset": dataset,
+        "qcfs.input_shape": [cfg.in_channels, cfg.image_size, cfg.image_size],
+        "qcfs.classes": cfg.num_classes,
+        "qcfs.normalize.mean": list(map(float, norm["mean"])) if norm else None,
+        "qcfs.normalize.std": list(map(float, norm["std"])) if norm else None,
+        "qcfs.L": cfg.L,
+        "qcfs.phi": cfg.phi,
+        "qcfs.calibrated": "false",
+        "qcfs.opset": opset,
+    }
+
+
+def _module_path(node: ir.Node) -> str | None:
+    """The QCFS module that produced `node`, from the exporter's name-scope metadata (e.g. 'features.2')."""
+    scopes = node.metadata_props.get("pkg.torch.onnx.name_scopes")
+    if not scopes:
+        return None
+    import ast
+
+    names = ast.literal_eval(scopes)
+    return names[-2] if len(names) >= 2 else None
+
+
+def _name_lambdas(model_ir: ir.Model, module: nn.Module) -> None:
+    """Give every QCFS node its own λ initializer named after its layer (`features.2.lam`).
+
+    Hand-written because the exporter's optimizer merges equal-valued initializers (all λ start at the same
+    value), so the node's λ input may carry another layer's name. Values come from the module itself.
+    """
+    graph = model_ir.graph
+    fresh: list[ir.Value] = []
+    for i, node in enumerate(n for n in graph if n.domain == QCFS_DOMAIN and n.op_type == QCFS_OP):
+        path = _module_path(node)
+        sub = module.get_submodule(path) if path is not None else None
+        if not isinstance(sub, QCFS):  # should not happen; keep the exported value under a unique name
+            path, lam = f"qcfs_{i}", node.inputs[1].const_value.numpy()
+        else:
+            lam = sub.lam.detach().float().numpy()
+        name = f"{path}.lam"
+        value = ir.Value(name=name, shape=ir.Shape([]), type=ir.TensorType(ir.DataType.FLOAT),
+                         const_value=ir.tensor(lam.astype("float32").reshape(()), name=name))
+        node.replace_input_with(1, value)
+        node.name = path
+        fresh.append(value)
+    for name in [n for n, v in graph.initializers.items() if not v.uses() and not v.is_graph_output()]:
+        del graph.initializers[name]
+    for value in fresh:
+        graph.register_initializer(value)
+
+
+def export_proto(model: nn.Module, meta: Mapping[str, Any], opset: int = 20) -> onnx.ModelProto:
+    """Export an eval-mode zoo model to a canonical ModelProto (nothing written)."""
+    if opset not in SUPPORTED_OPSETS:
+        raise QCFSError(f"--opset must be in {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}, got {opset}")
+    cfg = _config(meta)
+    model = model.eval()
+    example = torch.zeros(2, cfg.in_channels, cfg.image_size, cfg.image_size)
+    with export_hooks.use_op(_qcfs_symbolic), torch.no_grad():
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME], dynamic_shapes=({0: torch.export.Dim(BATCH_DIM)},),
+            optimize=True, verbose=False,
+        )
+    model_ir = program.model
+    _name_lambdas(model_ir, model)
+    proto = ir.to_proto(model_ir)
+    attach_qcfs_function(proto, opset)
+    set_ir_version(proto)
+    set_metadata(proto, _metadata(cfg, meta, opset))
+    proto.producer_name = "qcfs"
+    return proto
+
+
+def export_module(model: nn.Module, meta: Mapping[str, Any], out: Path, opset: int = 20) -> Path:
+    """Export and save with the weights inside the file. `meta` holds "config" (ModelConfig or its dict) and
+    optionally "dataset" and "normalize" {"mean": [...], "std": [...]}, as in a checkpoint."""
+    proto = export_proto(model, meta, opset)
+    out = Path(out)
+    try:
+        onnx.save_model(proto, str(out))
+    except OSError as err:
+        raise QCFSError(f"{out}: cannot write ({err.strerror or err})") from None
+    return out
+
+
+def export_checkpoint(ckpt: Path, out: Path, opset: int = 20) -> Path:
+    """qcfs-train checkpoint -> canonical ONNX file."""
+    model, meta = load_checkpoint(ckpt)
+    return export_module(model, meta, out, opset)

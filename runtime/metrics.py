@@ -1,0 +1,67 @@
+"""Per-T numbers for tables and JSON: accuracy, spikes, spike rate, synaptic operations, ANN MACs.
+
+Definitions (documented in qcfs-run --help and BENCHMARKS.md):
+  * spikes/sample         spikes of all IF layers of one sample over its T steps (mean over samples)
+  * spikes/neuron/step    spikes/sample ÷ (number of IF neurons × T)
+  * synops/sample         Σ_layers spikes(layer) × mean fan-out(layer): every spike is delivered to each
+                          outgoing synapse of its neuron. Fan-out is structural (zero weights count) and
+                          averaged over the layer's neurons (exact totals for dense, border-aware for conv:
+                          numpy_synapse.synapse_fanout). The input is a constant current (direct encoding),
+                          not spikes, so it adds no synops.
+  * ANN MACs/sample       Σ over all synapse stages of outputs × fan-in, from the IntNet shapes. Average pools
+                          composed into the next conv count at the composed kernel's size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qcfs.intnet import IntNet
+from qcfs.runtime.numpy_synapse import synapse_fanout, synapse_macs
+from qcfs.runtime.result import SimResult
+
+
+@dataclass(frozen=True)
+class NetStats:
+    neurons: dict[str, int]  # IF layer -> neuron count
+    fanout: dict[str, float]  # IF layer -> mean outgoing synapses per neuron (all consumers)
+    ann_macs: int
+
+    @property
+    def total_neurons(self) -> int:
+        return sum(self.neurons.values())
+
+
+def net_stats(net: IntNet) -> NetStats:
+    shapes = {"input": tuple(net.input.shape)} | {layer.name: tuple(layer.shape) for layer in net.layers}
+    fanout = {layer.name: 0.0 for layer in net.if_layers}
+    macs = 0
+    for layer in net.layers:
+        for syn in layer.synapses:
+            macs += synapse_macs(syn, tuple(layer.shape))
+            if syn.source in fanout:
+                fanout[syn.source] += synapse_fanout(syn, shapes[syn.source], tuple(layer.shape))
+    neurons = {layer.name: int(np.prod(layer.shape)) for layer in net.if_layers}
+    return NetStats(neurons=neurons, fanout=fanout, ann_macs=macs)
+
+
+def per_t_rows(result: SimResult, stats: NetStats, labels: np.ndarray | None) -> list[dict]:
+    """One dict per T with accuracy (None without labels), spikes, spike rate and synops per sample."""
+    rows = []
+    for t in result.Ts:
+        per_layer = {name: float(np.mean(c)) for name, c in result.spikes[t].items()}
+        total = float(sum(per_layer.values()))
+        acc = None
+        if labels is not None:
+            acc = float(np.mean(result.predictions(t) == np.asarray(labels)))
+        rows.append({
+            "T": t,
+            "accuracy": acc,
+            "spikes_per_sample": total,
+            "spikes_per_layer": per_layer,
+            "spikes_per_neuron_per_step": total / max(stats.total_neurons, 1) / t,
+            "synops_per_sample": float(sum(per_layer[n] * stats.fanout.get(n, 0.0) for n in per_layer)),
+        })
+    return rows

@@ -1,0 +1,344 @@
+"""NumPy reference runtime: exact IF simulation of an IntNet, batched, in both timing disciplines.
+
+Semantics are qcfs.semantics' (input encoding via encode_input; the neuron update below is if_step's formula
+done in place on preallocated buffers, and tests compare it with if_step neuron by neuron). This module must
+not import torch: it is the reference that runs anywhere.
+
+Exactness in integer mode: membranes and readout accumulators are int64 (membranes saturate to the profile's
+range); synaptic currents come from float32 BLAS only where the layer's `float32_exact` flag AND our own
+bound (numpy_synapse.exact_bound: every partial sum < 2^24) allow it, else float64 BLAS with the bound
+< 2^53 checked here (ValueError otherwise). Float mode: float64 everywhere, no saturation, no quantization.
+
+Timing:
+  * "sync": every layer integrates its sources' spikes of the same step; one run of T_max steps, counts and
+    logits are snapshotted at every requested T. The input-driven part of a current (the first layer's) is
+    constant, so it is computed once per batch.
+  * "pipelined": the samples of a batch run back to back as one stream (as on Lava/Loihi): a layer of depth d
+    works on sample n during global steps n·T+d+1 … n·T+d+T, reading what its sources emitted 1+delay steps
+    earlier, and resets v ← v_init at its window start; N samples take N·T + depth(readout) steps. Slow (one
+    sample per layer per step) but literal, so it checks the Lava backend's timing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from qcfs.intnet import IntNet, Layer
+from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, exact_bound
+from qcfs.runtime.result import SimResult
+from qcfs.semantics import encode_input, membrane_limits
+
+TIMINGS = ("sync", "pipelined")
+PRECISIONS = ("auto", "float64")
+
+
+@dataclass
+class LayerPlan:
+    """A layer compiled for the runtime: spike-driven synapses (per step) and input-driven ones (per batch)."""
+
+    layer: Layer
+    shape: tuple[int, ...]  # channel-last: (H, W, C) or (n,)
+    dtype: np.dtype  # GEMM dtype of the spike-driven current
+    spiking: list[tuple[SynapsePlan, str, int]] = field(default_factory=list)  # (plan, source, delay)
+    constant: list[tuple[SynapsePlan, int]] = field(default_factory=list)  # input synapses (plan, delay)
+    bias_in_gemm: np.ndarray | None = None  # bias added to the spike current (float, exact) when no input syn
+    bias_const: np.ndarray | None = None  # bias added to the constant current otherwise
+    threshold: int | float = 1
+    v_init: int | float = 0
+    depth: int = 1
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    @property
+    def is_readout(self) -> bool:
+        return self.layer.kind == "readout"
+
+
+def _nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
+
+
+def _integral(x: float, what: str) -> int:
+    if not float(x).is_integer():
+        raise ValueError(f"{what} must be an integer in integer mode, got {x}")
+    return int(x)
+
+
+def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
+    """Check shapes and exactness bounds once and build the per-layer GEMM plans."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    integer = net.mode == "int"
+    if integer and net.input.scale is None:
+        raise ValueError("integer-mode IntNet without an input scale")
+    shapes: dict[str, tuple[int, ...]] = {"input": tuple(net.input.shape)}
+    x_max_input = float(1 << (net.input.bits - 1)) if integer else 1.0
+    plans = []
+    for layer in net.layers:
+        bias = np.asarray(layer.bias, dtype=np.float64)
+        spike_syns = [s for s in layer.synapses if s.source != "input"]
+        input_syns = [s for s in layer.synapses if s.source == "input"]
+        for s in layer.synapses:
+            if s.source not in shapes:
+                raise ValueError(f"layer {layer.name}: source {s.source!r} is not an earlier layer")
+        bound = sum(exact_bound(s.weight, 1.0) for s in spike_syns)
+        if not input_syns:
+            bound += float(np.abs(bias).max(initial=0.0))
+        dtype = np.dtype(np.float64)
+        if integer:
+            if bound >= FLOAT64_EXACT_LIMIT:
+                raise ValueError(f"layer {layer.name}: partial sums up to {bound:.3g} are not exact in float64")
+            if precision == "auto" and layer.float32_exact and bound < FLOAT32_EXACT_LIMIT:
+                dtype = np.dtype(np.float32)
+            const_bound = sum(exact_bound(s.weight, x_max_input) for s in input_syns)
+            if const_bound + float(np.abs(bias).max(initial=0.0)) >= FLOAT64_EXACT_LIMIT:
+                raise ValueError(f"layer {layer.name}: input current not exact in float64")
+            if not np.array_equal(bias, np.rint(bias)):
+                raise ValueError(f"layer {layer.name}: non-integer bias in integer mode")
+        lp = LayerPlan(layer=layer, shape=_nhwc(tuple(layer.shape)), dtype=dtype, depth=int(layer.depth))
+        for s in spike_syns:
+            plan = SynapsePlan(s, shapes[s.source], dtype)
+            _check_out(layer, s.source, plan.out_shape)
+            lp.spiking.append((plan, s.source, int(s.delay)))
+        for s in input_syns:
+            plan = SynapsePlan(s, shapes["input"], np.dtype(np.float64))
+            _check_out(layer, "input", plan.out_shape)
+            lp.constant.append((plan, int(s.delay)))
+        bias_b = bias.reshape(lp.shape[-1:] if len(lp.shape) == 3 else lp.shape)
+        if input_syns:
+            lp.bias_const = bias_b
+        else:
+            lp.bias_in_gemm = bias_b.astype(dtype)
+        if layer.kind == "readout":
+            pass  # accumulates only: no threshold, no v_init
+        elif integer:
+            lp.threshold = _integral(layer.threshold, f"layer {layer.name} threshold")
+            lp.v_init = _integral(layer.v_init, f"layer {layer.name} v_init")
+        else:
+            lp.threshold, lp.v_init = float(layer.threshold), float(layer.v_init)
+        shapes[layer.name] = tuple(layer.shape)
+        plans.append(lp)
+    if not plans or plans[-1].layer.kind != "readout":
+        raise ValueError("the last layer of an IntNet must be the readout")
+    return plans
+
+
+def _check_out(layer: Layer, source: str, out_shape: tuple[int, ...]) -> None:
+    if int(np.prod(out_shape)) != int(np.prod(layer.shape)) or (
+        len(layer.shape) == 3 and tuple(out_shape) != tuple(layer.shape)
+    ):
+        raise ValueError(f"layer {layer.name}: synapse from {source} produces {out_shape}, layer is {layer.shape}")
+
+
+def check_depths(plans: list[LayerPlan]) -> None:
+    """Pipelined timing needs depth = depth(source) + 1 + delay for every synapse (input has depth 0)."""
+    depth = {"input": 0}
+    for lp in plans:
+        syns = [(src, d) for _, src, d in lp.spiking] + [("input", d) for _, d in lp.constant]
+        ds = {depth[src] + 1 + d for src, d in syns}
+        if ds != {lp.depth}:
+            raise ValueError(f"layer {lp.name}: depth {lp.depth} but its synapses imply {sorted(ds)}; "
+                             f"delays must align every path (depth = depth(source) + 1 + delay)")
+        depth[lp.name] = lp.depth
+
+
+# --- neuron update ---------------------------------------------------------------------------------------
+def fire(v: np.ndarray, threshold: int | float, limits: tuple[int, int] | None, spikes: np.ndarray) -> None:
+    """qcfs.semantics.if_step after integration, in place: saturate, spike, subtract θ where spiked."""
+    if limits is not None:
+        np.clip(v, limits[0], limits[1], out=v)
+    np.greater_equal(v, threshold, out=spikes)
+    np.subtract(v, v.dtype.type(threshold), out=v, where=spikes)
+
+
+def _integrate(target: np.ndarray, cur: np.ndarray, scratch: np.ndarray | None = None) -> None:
+    """target += cur. An int64 target takes float currents that hold exact integers: converting into an
+    int64 scratch first and adding integers is about twice as fast as a mixed-type add."""
+    if scratch is not None and target.dtype != cur.dtype:
+        np.copyto(scratch, cur, casting="unsafe")
+        np.add(target, scratch, out=target)
+    else:
+        np.add(target, cur, out=target, casting="unsafe")
+
+
+def constant_current(lp: LayerPlan, x_nhwc: np.ndarray, integer: bool) -> np.ndarray | None:
+    """Input-driven current plus bias for a whole batch, exact (float64 bound checked in compile_net)."""
+    if not lp.constant:
+        return None
+    cur = sum(plan(x_nhwc) for plan, _ in lp.constant)
+    cur = cur + lp.bias_const
+    return cur.astype(np.int64) if integer else cur
+
+
+def spike_current(lp: LayerPlan, sources: dict[str, np.ndarray]) -> np.ndarray | None:
+    cur = None
+    for plan, src, _ in lp.spiking:
+        c = plan(sources[src])
+        if cur is None:
+            cur = c
+        else:
+            cur += c
+    if cur is not None and lp.bias_in_gemm is not None:
+        cur += lp.bias_in_gemm
+    return cur
+
+
+def _raster_row(spikes: np.ndarray, k: int) -> np.ndarray:
+    """First k neurons of one sample in C,H,W order (the IntNet's order)."""
+    s = spikes.transpose(2, 0, 1) if spikes.ndim == 3 else spikes
+    return s.reshape(-1)[:k]
+
+
+# --- public entry ----------------------------------------------------------------------------------------
+def simulate(
+    net: IntNet,
+    images01: np.ndarray,
+    Ts: list[int],
+    *,
+    timing: str = "sync",
+    batch_size: int = 256,
+    raster_neurons: int = 0,
+    progress: bool = True,
+    precision: str = "auto",
+) -> SimResult:
+    """Simulate `images01` ([N, C, H, W] in [0, 1]) for max(Ts) steps; counts and logits at every T in Ts.
+
+    precision="float64" disables the float32 GEMM path (for tests: both must give identical integers).
+    """
+    Ts = sorted({int(t) for t in Ts})
+    if not Ts or Ts[0] < 1:
+        raise ValueError("every T must be a positive integer")
+    if timing not in TIMINGS:
+        raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    images01 = np.asarray(images01)
+    if images01.ndim == 3:
+        images01 = images01[:, None]
+    if tuple(images01.shape[1:]) != tuple(net.input.shape):
+        raise ValueError(f"images have shape {images01.shape[1:]}, the network expects {tuple(net.input.shape)}")
+    plans = compile_net(net, precision)
+    if timing == "pipelined":
+        check_depths(plans)
+    integer = net.mode == "int"
+    x_all = encode_input(images01, net.input.mean, net.input.std, net.input.scale if integer else None,
+                         net.input.bits)
+    n = len(x_all)
+    acc_dtype = np.int64 if integer else np.float64
+    logits = {t: np.zeros((n, net.num_classes), dtype=acc_dtype) for t in Ts}
+    spikes = {t: {lp.name: np.zeros(n, dtype=np.int64) for lp in plans[:-1]} for t in Ts}
+    raster: dict[str, np.ndarray] = {}
+    ctx = _Context(plans, Ts, integer, membrane_limits(net.profile.membrane_bits) if integer else None,
+                   raster_neurons)
+    run = _run_sync if timing == "sync" else _run_stream
+    for start in tqdm(range(0, n, batch_size), desc=f"numpy SNN ({timing})", disable=not progress, leave=False):
+        x = np.ascontiguousarray(x_all[start : start + batch_size].transpose(0, 2, 3, 1))
+        out_logits, out_counts, r = run(ctx, x, want_raster=start == 0)
+        for t in Ts:
+            logits[t][start : start + len(x)] = out_logits[t]
+            for name, c in out_counts[t].items():
+                spikes[t][name][start : start + len(x)] = c
+        raster.update(r)
+    return SimResult(Ts=Ts, logits=logits, spikes=spikes, raster=raster, backend="numpy", timing=timing)
+
+
+@dataclass
+class _Context:
+    plans: list[LayerPlan]
+    Ts: list[int]
+    integer: bool
+    limits: tuple[int, int] | None
+    raster_neurons: int
+
+    @property
+    def acc_dtype(self) -> type:
+        return np.int64 if self.integer else np.float64
+
+
+def _run_sync(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignore[no-untyped-def]
+    b = len(x)
+    mem_dtype = np.int64 if ctx.integer else np.float64
+    const = {lp.name: constant_current(lp, x, ctx.integer) for lp in ctx.plans}
+    v = {lp.name: np.full((b, *lp.shape), lp.v_init, dtype=mem_dtype) for lp in ctx.plans[:-1]}
+    out = {lp.name: np.zeros((b, *lp.shape), dtype=bool) for lp in ctx.plans[:-1]}
+    counts = {lp.name: np.zeros(b, dtype=np.int64) for lp in ctx.plans[:-1]}
+    readout = ctx.plans[-1]
+    acc = np.zeros((b, *readout.shape), dtype=ctx.acc_dtype)
+    scratch = {lp.name: np.empty((b, *lp.shape), dtype=mem_dtype) for lp in ctx.plans}
+    k = ctx.raster_neurons if want_raster else 0
+    raster = {lp.name: np.zeros((ctx.Ts[-1], k), dtype=bool) for lp in ctx.plans[:-1]} if k else {}
+    snap_logits, snap_counts = {}, {}
+    for t in range(1, ctx.Ts[-1] + 1):
+        for lp in ctx.plans:
+            target = acc if lp.is_readout else v[lp.name]
+            cur = spike_current(lp, out)
+            if cur is not None:
+                _integrate(target, cur, scratch[lp.name])
+            if const[lp.name] is not None:
+                target += const[lp.name]
+            if lp.is_readout:
+                continue
+            s = out[lp.name]
+            fire(target, lp.threshold, ctx.limits, s)
+            counts[lp.name] += np.count_nonzero(s.reshape(b, -1), axis=1)
+            if k:
+                raster[lp.name][t - 1] = _raster_row(s[0], k)
+        if t in ctx.Ts:
+            snap_logits[t] = acc.reshape(b, -1).copy()
+            snap_counts[t] = {name: c.copy() for name, c in counts.items()}
+    return snap_logits, snap_counts, raster
+
+
+def _run_stream(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignore[no-untyped-def]
+    """The batch as one back-to-back stream of samples, one global step at a time (pipelined timing)."""
+    n = len(x)
+    T = ctx.Ts[-1]
+    t_set = set(ctx.Ts)
+    mem_dtype = np.int64 if ctx.integer else np.float64
+    const = {lp.name: constant_current(lp, x, ctx.integer) for lp in ctx.plans}
+    max_delay = max([d for lp in ctx.plans for _, _, d in lp.spiking] + [0])
+    ring = max_delay + 2  # a source's emission at g-1-delay must survive until step g
+    hist = {lp.name: [np.zeros((1, *lp.shape), dtype=bool) for _ in range(ring)] for lp in ctx.plans[:-1]}
+    v = {lp.name: np.zeros((1, *lp.shape), dtype=mem_dtype) for lp in ctx.plans}  # readout: accumulator
+    running = {lp.name: np.zeros(n, dtype=np.int64) for lp in ctx.plans[:-1]}
+    logits = {t: np.zeros((n, int(np.prod(ctx.plans[-1].shape))), dtype=ctx.acc_dtype) for t in ctx.Ts}
+    counts = {t: {lp.name: np.zeros(n, dtype=np.int64) for lp in ctx.plans[:-1]} for t in ctx.Ts}
+    k = ctx.raster_neurons if want_raster else 0
+    raster = {lp.name: np.zeros((T, k), dtype=bool) for lp in ctx.plans[:-1]} if k else {}
+    total = n * T + ctx.plans[-1].depth
+    for g in range(1, total + 1):
+        for lp in ctx.plans:
+            sample, k0 = divmod(g - lp.depth - 1, T)
+            local = k0 + 1
+            if not 0 <= sample < n:  # outside every window: idle, emit nothing
+                if not lp.is_readout:
+                    hist[lp.name][g % ring][...] = False
+                continue
+            mem = v[lp.name]
+            if local == 1:
+                mem[...] = 0 if lp.is_readout else lp.v_init
+            sources = {src: hist[src][(g - 1 - d) % ring] for _, src, d in lp.spiking}
+            cur = spike_current(lp, sources)
+            if cur is not None:
+                _integrate(mem, cur)
+            if const[lp.name] is not None:
+                for _, d in lp.constant:  # the input emits sample (g_e - 1) // T at global step g_e
+                    assert (g - 1 - d - 1) // T == sample, "input synapse delay does not match the layer depth"
+                mem += const[lp.name][sample : sample + 1]
+            if lp.is_readout:
+                if local in t_set:
+                    logits[local][sample] = mem.reshape(-1)
+                continue
+            s = hist[lp.name][g % ring]
+            fire(mem, lp.threshold, ctx.limits, s)
+            running[lp.name][sample] += np.count_nonzero(s)  # each sample has exactly one window
+            if local in t_set:
+                counts[local][lp.name][sample] = running[lp.name][sample]
+            if k and sample == 0:
+                raster[lp.name][local - 1] = _raster_row(s[0], k)
+    return logits, counts, raster

@@ -1,0 +1,211 @@
+"""One synapse stage (conv or dense) of an IntNet as a batched, exact NumPy GEMM.
+
+Why a plan object: everything that does not depend on the spikes (weight layout, padding buffers, the
+float32-exactness proof, pool factorisation) is decided once, so a time step is only copies and BLAS calls.
+
+Layout: activations are channel-last, [B, H, W, C] (conv sources) or [B, n] (dense), so im2col rows are
+contiguous runs of C values and a conv output [B·Ho·Wo, C_out] already is the next layer's [B, Ho, Wo, C].
+IntNet weights are C,H,W (torch) and are permuted here once.
+
+Exactness: with integer weights w and inputs |x| ≤ x_max, every partial sum a BLAS kernel forms (in any
+order) is bounded by max over outputs of Σ|w|·x_max. Below 2^24 float32 represents all of them exactly,
+below 2^53 float64 does (`exact_bound`). Spike sources have x_max = 1 (or s² after sum-pooling, which
+leaves the bound Σ|w|·x_max unchanged).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from qcfs.intnet import Synapse
+
+FLOAT32_EXACT_LIMIT = 2**24
+FLOAT64_EXACT_LIMIT = 2**53
+CHUNK_BYTES = 8 << 20  # im2col chunk: big enough for efficient GEMMs, small enough to stay near cache
+POOL_FACTORING = True  # benchmarks switch it off to measure what it saves
+
+
+def exact_bound(weight: np.ndarray, x_max: float) -> float:
+    """Largest |partial sum| any summation order can produce for one output: max_o Σ|w_o|·x_max."""
+    w = np.asarray(weight)
+    if w.dtype.kind not in "iu":  # integer weights sum exactly in int64 (and much faster than float64)
+        w = w.astype(np.float64)
+    return float(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * float(x_max)
+
+
+def conv_output_hw(h: int, w: int, syn: Synapse, kh: int, kw: int) -> tuple[int, int]:
+    top, left, bottom, right = syn.padding
+    sh, sw = syn.stride
+    return (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+
+
+def _pool_factor(weight: np.ndarray, syn: Synapse, h: int, w: int) -> np.ndarray | None:
+    """If this stride-s conv is "s×s sum-pool, then a stride-1 conv" (what composing an average pool into the
+    next conv produces), return the small kernel, else None. Exact: the rewrite only regroups the sum."""
+    sh, sw = syn.stride
+    if sh != sw or sh < 2:
+        return None
+    s = sh
+    o, i, kh, kw = weight.shape
+    if kh % s or kw % s or h % s or w % s or any(p % s for p in syn.padding):
+        return None
+    blocks = weight.reshape(o, i, kh // s, s, kw // s, s)
+    small = blocks[:, :, :, 0, :, 0]
+    if not np.array_equal(blocks, np.broadcast_to(small[:, :, :, None, :, None], blocks.shape)):
+        return None
+    return np.ascontiguousarray(small)
+
+
+class SynapsePlan:
+    """Computes one synapse's current for a batch: `plan(src) -> [B, Ho, Wo, C_out] or [B, n_out]`."""
+
+    def __init__(self, syn: Synapse, src_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.kind = syn.kind
+        self.dtype = np.dtype(dtype)
+        w = np.asarray(syn.weight)
+        if syn.kind == "dense":
+            if w.ndim != 2 or w.shape[1] != int(np.prod(src_shape)):
+                raise ValueError(f"dense synapse from {syn.source!r}: weight {w.shape} vs source {src_shape}")
+            if len(src_shape) == 3:  # weight columns are in C,H,W order; our source is H,W,C
+                c, h, wd = src_shape
+                w = w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+            # [n_in, n_out] as a transposed view of a contiguous [n_out, n_in]: BLAS takes it without a copy
+            self.wmat = np.ascontiguousarray(w, dtype=self.dtype).T
+            self.out_shape: tuple[int, ...] = (w.shape[0],)
+            return
+        if len(src_shape) != 3:
+            raise ValueError(f"conv synapse from {syn.source!r} needs a C,H,W source, got {src_shape}")
+        c, h, wd = src_shape
+        w = np.asarray(w, dtype=np.float64)
+        o, cg, kh, kw = w.shape
+        self.groups = int(syn.groups)
+        if cg * self.groups != c or o % self.groups:
+            raise ValueError(f"conv synapse from {syn.source!r}: weight {w.shape}, groups {syn.groups}, C_in {c}")
+        ho, wo = conv_output_hw(h, wd, syn, kh, kw)
+        self.out_shape = (o, ho, wo)
+        self.pool = 1
+        self.stride = tuple(syn.stride)
+        self.padding = tuple(syn.padding)
+        small = _pool_factor(w, syn, h, wd) if POOL_FACTORING else None
+        if small is not None:  # sum-pool s×s, then stride-1 conv with padding/s on the pooled grid
+            self.pool = syn.stride[0]
+            w, h, wd = small, h // self.pool, wd // self.pool
+            kh, kw = w.shape[2:]
+            self.stride = (1, 1)
+            self.padding = tuple(p // self.pool for p in syn.padding)
+        self.kh, self.kw = kh, kw
+        g, og = self.groups, o // self.groups
+        # [G, kh·kw·cg, og]: rows ordered (kh, kw, c) to match channel-last im2col windows
+        self.wmat = np.ascontiguousarray(
+            w.reshape(g, og, cg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(g, kh * kw * cg, og), dtype=self.dtype
+        )
+        top, left, bottom, right = self.padding
+        self.pointwise = kh == kw == 1 and self.stride == (1, 1) and not any(self.padding) and g == 1
+        self.padded_hw = (h + top + bottom, wd + left + right)
+        self._pad_buf: np.ndarray | None = None
+        self._bufs: dict[tuple, np.ndarray] = {}
+
+    def _buf(self, tag: str, shape: tuple[int, ...]) -> np.ndarray:
+        """Reused scratch arrays: fresh large allocations cost page faults every step."""
+        key = (tag, shape)
+        buf = self._bufs.get(key)
+        if buf is None:
+            buf = self._bufs[key] = np.empty(shape, dtype=self.dtype)
+        return buf
+
+    # --- helpers -----------------------------------------------------------------------------------
+    def _pooled(self, src: np.ndarray) -> np.ndarray:
+        s = self.pool
+        out = src[:, 0::s, 0::s].astype(self.dtype)
+        for i in range(s):
+            for j in range(s):
+                if i or j:
+                    out += src[:, i::s, j::s]
+        return out
+
+    def _padded(self, src: np.ndarray) -> np.ndarray:
+        top, left, bottom, right = self.padding
+        if not any(self.padding):
+            return src  # the im2col copy converts (spikes are bool)
+        b, h, w, c = src.shape
+        buf = self._pad_buf
+        if buf is None or buf.shape[0] != b:
+            buf = self._pad_buf = np.zeros((b, h + top + bottom, w + left + right, c), dtype=self.dtype)
+        buf[:, top : top + h, left : left + w] = src  # the border stays zero
+        return buf
+
+    # --- the current ---------------------------------------------------------------------------------
+    def __call__(self, src: np.ndarray) -> np.ndarray:
+        b = src.shape[0]
+        if self.kind == "dense":
+            x = src.reshape(b, -1)
+            if x.dtype != self.dtype:
+                x = x.astype(self.dtype)
+            return x @ self.wmat
+        if self.pool > 1:
+            src = self._pooled(src)
+        o, ho, wo = self.out_shape
+        if self.pointwise:
+            x = src.reshape(-1, src.shape[-1])
+            if x.dtype != self.dtype:
+                x = x.astype(self.dtype)
+            return (x @ self.wmat[0]).reshape(b, ho, wo, o)
+        p = self._padded(src)
+        sh, sw = self.stride
+        win = sliding_window_view(p, (self.kh, self.kw), axis=(1, 2))[:, : (ho - 1) * sh + 1 : sh,
+                                                                         : (wo - 1) * sw + 1 : sw]
+        win = win.transpose(0, 1, 2, 4, 5, 3)  # [B, Ho, Wo, kh, kw, C]: inner copies are contiguous in C
+        g = self.groups
+        k = self.wmat.shape[1]
+        out = self._buf("out", (b, ho, wo, o))
+        per_image = ho * wo * k * g * self.dtype.itemsize
+        step = max(1, CHUNK_BYTES // max(per_image, 1))
+        for b0 in range(0, b, step):
+            b1 = min(b, b0 + step)
+            m = (b1 - b0) * ho * wo
+            if g == 1:
+                cols = self._buf("cols", (b1 - b0, ho, wo, self.kh, self.kw, src.shape[-1]))
+                cols[...] = win[b0:b1]
+                np.matmul(cols.reshape(m, k), self.wmat[0], out=out[b0:b1].reshape(m, o))
+            else:
+                cg = src.shape[-1] // g
+                wg = win[b0:b1].reshape(b1 - b0, ho, wo, self.kh, self.kw, g, cg)
+                cols = self._buf("gcols", (g, b1 - b0, ho, wo, self.kh, self.kw, cg))
+                cols[...] = wg.transpose(5, 0, 1, 2, 3, 4, 6)
+                res = np.matmul(cols.reshape(g, m, k), self.wmat)  # [G, m, og]
+                out[b0:b1] = res.transpose(1, 0, 2).reshape(b1 - b0, ho, wo, o)
+        return out
+
+
+def synapse_fanout(syn: Synapse, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> float:
+    """Mean number of outgoing synapses per source neuron through this stage (structural, zero weights
+    included): dense = n_out; conv = C_out/groups × (number of (output position, kernel tap) pairs that land
+    inside the source image) / (H·W). Interior neurons of a stride-1 conv reach C_out/g·kh·kw targets;
+    border neurons fewer; stride s divides by about s²."""
+    n_src = int(np.prod(src_shape))
+    w = np.asarray(syn.weight)
+    if syn.kind == "dense":
+        return float(w.shape[0])
+    c, h, wd = src_shape
+    o, _, kh, kw = w.shape
+    top, left, bottom, right = syn.padding
+    sh, sw = syn.stride
+    ho, wo = conv_output_hw(h, wd, syn, kh, kw)
+
+    def taps(n_out: int, stride: int, pad: int, k: int, size: int) -> int:
+        pos = np.arange(n_out)[:, None] * stride - pad + np.arange(k)[None, :]
+        return int(((pos >= 0) & (pos < size)).sum())
+
+    pairs = taps(ho, sh, top, kh, h) * taps(wo, sw, left, kw, wd)
+    # each (output position, tap) pair connects every input channel of a group to the group's og outputs
+    return float(pairs * c * (o // syn.groups)) / n_src
+
+
+def synapse_macs(syn: Synapse, dst_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of this stage in the ANN (every output × its full fan-in, padding included)."""
+    w = np.asarray(syn.weight)
+    fan_in = int(np.prod(w.shape[1:]))
+    if syn.kind == "dense":
+        return int(w.shape[0]) * fan_in
+    return int(np.prod(dst_shape)) * fan_in

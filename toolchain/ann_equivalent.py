@@ -1,0 +1,47 @@
+"""The quantized ANN an IntNet encodes, evaluated directly (no time steps).
+
+Each IF layer outputs spike counts c = clip(floor(I·L/θ + φ), 0, L) (rate c/L), the count a T = L run gives
+for constant input (qcfs.semantics, Theorem 1). Integer mode computes floor((L·I + v_init) / θ) in exact
+integer arithmetic, so it is the reference the integer runtimes are compared to; float mode must reproduce
+onnxruntime on the canonical ONNX. The readout returns (per-step current) / readout_scale ≈ the ANN logits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcfs.intnet import IntNet, Synapse
+from qcfs.semantics import encode_input
+from qcfs.toolchain.numeric import add_bias, conv2d, dense
+
+
+def _synapse(syn: Synapse, x: np.ndarray) -> np.ndarray:
+    w = np.asarray(syn.weight, dtype=np.float64)
+    if syn.kind == "conv":
+        return conv2d(x, w, tuple(syn.stride), tuple(syn.padding), syn.groups)
+    return dense(x, w)
+
+
+def spike_counts(net: IntNet, images01: np.ndarray) -> dict[str, np.ndarray]:
+    """Per layer: spike counts (IF layers) or L × per-step current (readout); plus "input" (encoded image)."""
+    x = encode_input(images01, net.input.mean, net.input.std, net.input.scale, net.input.bits).astype(np.float64)
+    L, integer = net.L, net.mode == "int"
+    values: dict[str, np.ndarray] = {"input": x}
+    for layer in net.layers:
+        # L·I: a spiking source contributes its count (= L · rate), the image its value L times.
+        zL = sum(_synapse(s, values[s.source]) * (L if s.source == "input" else 1) for s in layer.synapses)
+        zL = add_bias(zL, L * np.asarray(layer.bias, dtype=np.float64))
+        if layer.kind == "readout":
+            values[layer.name] = zL
+        elif integer:
+            num = np.rint(zL).astype(np.int64) + int(layer.v_init)
+            values[layer.name] = np.clip(np.floor_divide(num, int(layer.threshold)), 0, L).astype(np.float64)
+        else:
+            values[layer.name] = np.clip(np.floor(zL / float(layer.threshold) + net.phi), 0, L)
+    return values
+
+
+def ann_equivalent(net: IntNet, images01: np.ndarray) -> np.ndarray:
+    """Logits [N, classes] of the quantized ANN the IntNet encodes, for images in [0, 1] (N, C, H, W)."""
+    readout = spike_counts(net, images01)[net.readout.name]
+    return readout.reshape(readout.shape[0], -1) / (net.L * net.readout_scale)

@@ -1,0 +1,68 @@
+"""Last gate of the importer: a canonical graph holds only ops the conversion passes understand, and every
+qcfs::QCFS node has parameters that define a QCFS activation. One error line names file, node, op and a fix."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx_ir as ir
+
+from qcfs.errors import ModelFileError, UnsupportedOpError
+from qcfs.exporters.canonical import QCFS_DOMAIN, QCFS_OP
+
+SUPPORTED_OPS = frozenset({
+    "Conv", "BatchNormalization", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "ReduceMean",
+    "Flatten", "Reshape", "Dropout", "Identity", "Constant",
+})
+
+_QCFS_PARTS = "it looks like part of a QCFS activation in a spelling the importer does not know; export with " \
+              "qcfs-export or write it as in docs/canonical_onnx.md"
+ADVICE: dict[str, str] = {
+    "MaxPool": "replace MaxPool by AveragePool and retrain",
+    "GlobalMaxPool": "replace GlobalMaxPool by GlobalAveragePool and retrain",
+    "Relu": "use --calibrate relu --dataset D to turn each ReLU into QCFS, or train with QCFS",
+    "Clip": _QCFS_PARTS, "Floor": _QCFS_PARTS, "Div": _QCFS_PARTS, "Mul": _QCFS_PARTS, "Max": _QCFS_PARTS,
+    "Min": _QCFS_PARTS, "Sub": _QCFS_PARTS, "Round": _QCFS_PARTS,
+    "Softmax": "only a Softmax that produces the output can be dropped; remove it from the middle of the network",
+    "LogSoftmax": "only a LogSoftmax that produces the output can be dropped",
+    "LSTM": "recurrent layers cannot be converted to an IF network", "GRU": "recurrent layers cannot be converted",
+    "RNN": "recurrent layers cannot be converted",
+}
+_DEFAULT_ADVICE = "express the network with Conv/Gemm/AveragePool/Add/qcfs::QCFS (see docs/canonical_onnx.md)"
+
+
+def _op_name(node: ir.Node) -> str:
+    return f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+
+
+def check_qcfs_node(node: ir.Node, source: str) -> None:
+    """L a positive integer, 0 ≤ shift < 1, λ a constant finite positive scalar."""
+    where = f"{source}: QCFS node '{node.name}'"
+    L_attr, shift_attr = node.attributes.get("L"), node.attributes.get("shift")
+    if L_attr is None or L_attr.type != ir.AttributeType.INT or L_attr.as_int() < 1:
+        got = "missing" if L_attr is None else repr(L_attr.value)
+        raise ModelFileError(f"{where}: attribute L must be a positive integer (got {got})")
+    shift = 0.5 if shift_attr is None else shift_attr.value
+    if not isinstance(shift, float) or not (0.0 <= shift < 1.0):
+        raise ModelFileError(f"{where}: attribute shift (φ) must be a float in [0, 1) (got {shift!r})")
+    if len(node.inputs) != 2 or node.inputs[1] is None or node.inputs[1].const_value is None:
+        raise ModelFileError(f"{where}: needs inputs (X, lambda) with lambda a constant initializer")
+    lam = node.inputs[1].const_value.numpy()
+    if lam.size != 1 or not np.issubdtype(lam.dtype, np.floating):
+        raise ModelFileError(f"{where}: lambda must be a float scalar (got shape {list(lam.shape)}, {lam.dtype})")
+    value = float(lam.reshape(()))
+    if not math.isfinite(value) or value <= 0:
+        raise ModelFileError(f"{where}: clip level λ = {value}; λ must be positive and finite")
+
+
+def validate(model: ir.Model, source: str) -> None:
+    """Raise UnsupportedOpError / ModelFileError for the first node the passes could not convert."""
+    for node in model.graph:
+        if node.domain == QCFS_DOMAIN and node.op_type == QCFS_OP:
+            check_qcfs_node(node, source)
+            continue
+        if node.domain in ("", "ai.onnx") and node.op_type in SUPPORTED_OPS:
+            continue
+        advice = ADVICE.get(node.op_type, _DEFAULT_ADVICE) if node.domain in ("", "ai.onnx") else _DEFAULT_ADVICE
+        raise UnsupportedOpError(f"{source}: node '{node.name}' is a {_op_name(node)}, which cannot be converted; {advice}")
