@@ -1,10 +1,12 @@
 """The model `qcfs-run` uses when no --model is given, per dataset.
 
-Lookup order: models/<dataset>/model.pt shipped in the repository, then the user cache
-($QCFS_CACHE_DIR or ~/.cache/qcfs)/<dataset>/model.pt. For `digits` (seconds to train on a laptop) a missing
-model is trained on first use with `python -m qcfs.cli.train --model cnn --dataset digits`, in a
-subprocess so that torch never enters the (NumPy-only) simulation process. Other datasets need a model the
-user trains or downloads; the error says how.
+Lookup order: models/<dataset>/ shipped in the repository, then the user cache ($QCFS_CACHE_DIR or
+~/.cache/qcfs)/<dataset>/; in each, model.onnx before model.pt before model.intnet.npz. The ONNX comes first
+because it is the deployment hand-off (what qcfs-export writes and other tools read) and because loading it
+keeps torch out of the simulation process; model.pt stays as the fallback for a freshly trained model that
+was not exported yet. For `digits` (seconds to train on a laptop) a missing model is trained on first use
+with `python -m qcfs.cli.train --model cnn --dataset digits`, in a subprocess so that torch never enters the
+(NumPy-only) simulation process. Other datasets need a model the user trains or downloads; the error says how.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from pathlib import Path
 from qcfs.errors import QCFSError
 
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
-MODEL_NAMES = ("model.pt", "model.onnx", "model.intnet.npz")  # model.pt is the documented default
-DEFAULT_ARCH = {"digits": "cnn", "fashion-mnist": "cnn", "cifar10": "vgg16"}
+MODEL_NAMES = ("model.onnx", "model.pt", "model.intnet.npz")  # ONNX first: see the module docstring
+DEFAULT_ARCH = {"digits": "cnn", "fashion-mnist": "cnn", "cifar10": "resnet20"}
 
 
 def cache_dir() -> Path:

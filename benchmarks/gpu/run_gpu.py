@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -111,6 +112,7 @@ def main() -> None:
                     help="dataset:arch:train_seconds:nominal_epochs,...")
     ap.add_argument("--eval-seconds", type=float, default=50)
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--evaluate-only", help="dataset:name:CHECKPOINT — skip training, evaluate this checkpoint")
     ap.add_argument("--Ts", default="1,2,4,8,16,32,64", help="time steps to evaluate")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test of this script")
     args = ap.parse_args()
@@ -125,6 +127,14 @@ def main() -> None:
     if args.fashion_dir:
         os.environ["QCFS_FASHION_MNIST_DIR"] = args.fashion_dir
     summary = {"environment": env, "models": []}
+    if args.evaluate_only:
+        dataset, name, ckpt_path = args.evaluate_only.split(":", 2)
+        data_dir = args.cifar_dir if dataset == "cifar10" else args.fashion_dir
+        res = evaluate(name, Path(ckpt_path), dataset, data_dir, out, args.eval_seconds)
+        res["command"] = "python benchmarks/gpu/run_gpu.py " + " ".join(sys.argv[1:])
+        summary["models"].append(res)
+        (out / "gpu_results.json").write_text(json.dumps(summary, indent=1))
+        return
     for item in args.plan.split(","):
         dataset, arch, seconds, epochs = item.split(":")
         data_dir = args.cifar_dir if dataset == "cifar10" else args.fashion_dir
