@@ -124,6 +124,25 @@ def _synapse_entry(net: IntNet, layer: Layer, j: int, syn: Synapse, shapes: dict
     return entry, lava_w
 
 
+EMBEDDED_INTNET = "__intnet__"
+
+
+def embedded_intnet(path: str | Path) -> IntNet:
+    """The IntNet a .lava.npz was exported from, checked against the digest in its header."""
+    import io
+
+    from qcfs.errors import ModelFileError
+    from qcfs.intnet import load_intnet
+
+    lf = load_lava_file(path)
+    if EMBEDDED_INTNET not in lf.arrays:
+        raise ModelFileError(f"{path}: Lava file without its source network; re-export it with qcfs-export")
+    net = load_intnet(io.BytesIO(lf.arrays[EMBEDDED_INTNET].tobytes()))
+    if intnet_digest(net) != lf.header["intnet"]["sha256"]:
+        raise ModelFileError(f"{path}: embedded network does not match the Lava layers (digest differs)")
+    return net
+
+
 def intnet_digest(net: IntNet) -> str:
     """sha256 over the IntNet header and arrays: ties a .lava.npz to the network it came from."""
     h = hashlib.sha256(json.dumps(net.header(), sort_keys=True).encode())
@@ -177,6 +196,9 @@ def export_lava(net: IntNet, out: Path, *, compress: bool = True) -> Path:
         "layers": layers,
     }
     arrays["__header__"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    # the source IntNet travels inside, so `qcfs-run --model x.lava.npz` has the network's own numbers
+    # (neurons, fan-out, normalization) without re-deriving anything from Lava's layouts
+    arrays[EMBEDDED_INTNET] = np.frombuffer(net.to_bytes(), dtype=np.uint8)
     with open(out, "wb") as fh:
         (np.savez_compressed if compress else np.savez)(fh, **arrays)
     return out

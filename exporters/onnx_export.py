@@ -8,8 +8,11 @@ conversion. The qcfs::QCFS FunctionProto is attached afterwards so onnxruntime r
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import onnx
 import onnx_ir as ir
@@ -30,6 +33,30 @@ from qcfs.frontend.qcfs_act import QCFS
 __all__ = ["export_checkpoint", "export_module", "export_proto", "load_checkpoint", "qcfs_function_proto"]
 
 SUPPORTED_OPSETS = range(13, 21)  # the qcfs function body needs opset >= 13; torch's exporter emits <= 20 here
+
+# Known-harmless exporter noise on every CLI run (torch 2.8+): the op registry warns once per torchvision op
+# when torchvision is absent (we never use it), and pytree pickling emits a FutureWarning about LeafSpec.
+_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
+_TORCHVISION_SKIP = "torchvision is not installed"
+_LEAFSPEC_WARNING = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+
+
+def _drop_torchvision_skip(record: logging.LogRecord) -> bool:
+    """Logging filter: False (drop) only for the 'torchvision is not installed. Skipping ...' records."""
+    return not str(record.msg).startswith(_TORCHVISION_SKIP)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence exactly the two known messages above during export; every other warning still shows."""
+    logger = logging.getLogger(_REGISTRATION_LOGGER)
+    logger.addFilter(_drop_torchvision_skip)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_LEAFSPEC_WARNING, category=FutureWarning)
+            yield
+    finally:
+        logger.removeFilter(_drop_torchvision_skip)
 
 
 def _qcfs_symbolic(x: torch.Tensor, lam: torch.Tensor, L: int, phi: float) -> torch.Tensor:
@@ -109,7 +136,7 @@ def export_proto(model: nn.Module, meta: Mapping[str, Any], opset: int = 20) -> 
     cfg = _config(meta)
     model = model.eval()
     example = torch.zeros(2, cfg.in_channels, cfg.image_size, cfg.image_size)
-    with export_hooks.use_op(_qcfs_symbolic), torch.no_grad():
+    with export_hooks.use_op(_qcfs_symbolic), torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME], dynamic_shapes=({0: torch.export.Dim(BATCH_DIM)},),

@@ -22,6 +22,7 @@ float mode: float64 and no input quantization. Semantics: qcfs.semantics.
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -157,6 +158,12 @@ class IntNet:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
+        with open(path, "wb") as fh:  # np.savez would append ".npz" to other suffixes
+            fh.write(self.to_bytes())
+        return path
+
+    def to_bytes(self) -> bytes:
+        """The .npz file content (also embedded in .lava.npz files, so they carry their source network)."""
         dtype = np.int64 if self.mode == "int" else np.float64
         arrays: dict[str, np.ndarray] = {
             "__header__": np.frombuffer(json.dumps(self.header()).encode("utf-8"), dtype=np.uint8)
@@ -165,9 +172,9 @@ class IntNet:
             arrays[f"{layer.name}/bias"] = np.asarray(layer.bias, dtype=dtype)
             for j, syn in enumerate(layer.synapses):
                 arrays[f"{layer.name}/syn{j}/weight"] = np.asarray(syn.weight, dtype=dtype)
-        with open(path, "wb") as fh:  # np.savez would append ".npz" to other suffixes
-            np.savez_compressed(fh, **arrays)
-        return path
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return buf.getvalue()
 
 
 def _num(x: float | int) -> float | int:
@@ -185,9 +192,10 @@ def is_intnet_file(path: str | Path) -> bool:
         return False
 
 
-def load_intnet(path: str | Path) -> IntNet:
-    """Read an IntNet file, validating format/version; bad files raise ModelFileError (one line)."""
-    path = Path(path)
+def load_intnet(path: str | Path | io.BytesIO) -> IntNet:
+    """Read an IntNet file (or its bytes), validating format/version; bad files raise ModelFileError."""
+    if not isinstance(path, io.BytesIO):
+        path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

@@ -85,7 +85,9 @@ def test_normalize_channel_mismatch(capsys, intnet_file: Path) -> None:  # type:
 def test_no_default_model_for_other_datasets(capsys, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("QCFS_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr("qcfs.defaults.REPO_MODELS", tmp_path / "repo-models")
-    _fails_one_line(capsys, ["--dataset", "cifar10"], "qcfs-train --model vgg16 --dataset cifar10")
+    from qcfs.defaults import DEFAULT_ARCH  # the arch is the defaults module's choice, not this test's
+
+    _fails_one_line(capsys, ["--dataset", "cifar10"], f"qcfs-train --model {DEFAULT_ARCH['cifar10']} --dataset cifar10")
 
 
 def test_lava_backend_missing_is_one_line(capsys, intnet_file: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -131,13 +133,78 @@ def test_pipelined_cli_equals_sync(capsys, intnet_file: Path, tmp_path: Path) ->
     assert docs[0]["results"] == docs[1]["results"]
 
 
-def test_cli_with_intnet_keeps_torch_out(intnet_file: Path) -> None:
+def _assert_torch_free(argv: list[str]) -> str:
+    """Run qcfs-run in a fresh interpreter and check torch was never imported; returns its stdout."""
     code = (
         "import sys\n"
         "from qcfs.cli.run import main\n"
-        f"assert main(['--model', {str(intnet_file)!r}, '--dataset', 'digits', '--T', '2', '--limit', '5']) == 0\n"
+        f"assert main({argv!r}) == 0\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "spikes/sample" in proc.stdout
+    return proc.stdout
+
+
+def test_cli_with_intnet_keeps_torch_out(intnet_file: Path) -> None:
+    _assert_torch_free(["--model", str(intnet_file), "--dataset", "digits", "--T", "2", "--limit", "5"])
+
+
+@pytest.fixture(scope="module")
+def onnx_file(digits_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from qcfs.exporters.onnx_export import export_checkpoint
+
+    return export_checkpoint(digits_checkpoint, tmp_path_factory.mktemp("onnx") / "digits.onnx")
+
+
+def test_cli_with_onnx_and_report_keeps_torch_out(onnx_file: Path, tmp_path: Path) -> None:
+    """ONNX is the deployment hand-off: simulating it, float companion and report included, needs no torch."""
+    out = _assert_torch_free(["--model", str(onnx_file), "--dataset", "digits", "--T", "1,2", "--limit", "5",
+                              "--report", str(tmp_path / "rep"), "--no-progress"])
+    assert "report:" in out and (tmp_path / "rep" / "report.md").is_file()
+
+
+def test_default_model_prefers_onnx(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from qcfs import defaults
+
+    monkeypatch.setattr(defaults, "REPO_MODELS", tmp_path / "repo")
+    monkeypatch.setenv("QCFS_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "repo" / "digits"
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"pt")
+    assert defaults.default_model("digits") == folder / "model.pt"  # fallback while no ONNX exists
+    (folder / "model.onnx").write_bytes(b"onnx")
+    assert defaults.default_model("digits") == folder / "model.onnx"
+
+
+def test_default_digits_run_uses_shipped_onnx() -> None:
+    from qcfs.defaults import REPO_MODELS
+
+    shipped = REPO_MODELS / "digits" / "model.onnx"
+    if not shipped.is_file():
+        pytest.skip(f"{shipped} not shipped in this checkout")
+    out = _assert_torch_free(["--dataset", "digits", "--T", "1,2,4,8", "--limit", "5", "--no-progress"])
+    assert f"model {shipped} " in out
+
+
+def test_checkpoint_run_is_free_of_exporter_noise(digits_checkpoint: Path) -> None:
+    """The torchvision-skip log lines and the LeafSpec FutureWarning of torch's exporter are silenced."""
+    cmd = [sys.executable, "-m", "qcfs.cli.run", "--model", str(digits_checkpoint), "--dataset", "digits",
+           "--T", "1", "--limit", "3", "--no-progress"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "torchvision" not in proc.stderr and "LeafSpec" not in proc.stderr, proc.stderr
+
+
+def test_exporter_filter_is_narrow() -> None:
+    """Only the torchvision-skip records are dropped; other warnings of that logger still show."""
+    import logging
+
+    from qcfs.exporters.onnx_export import _drop_torchvision_skip
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("torch.onnx", logging.WARNING, __file__, 1, msg, ("x",), None)
+
+    assert not _drop_torchvision_skip(record("torchvision is not installed. Skipping %s"))
+    assert _drop_torchvision_skip(record("'%s' is not found in this version of PyTorch."))

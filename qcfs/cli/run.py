@@ -4,9 +4,15 @@ spikes/neuron/step and synaptic operations/sample (spikes × mean fan-out of the
 constant current and adds none).
 
 MODEL may be a checkpoint (.pt from qcfs-train), an ONNX file or an IntNet (.intnet.npz; its ANN accuracy is
-"n/a"). Without --model: models/<dataset>/model.pt, then ~/.cache/qcfs/<dataset>/model.pt; for digits one is
-trained there on first use. --limit N takes the first N test samples in the dataset's canonical order.
-JSON accuracies are fractions in [0, 1]; the table prints percent.
+"n/a"). Without --model: models/<dataset>/model.onnx (else model.pt), then the same names in
+~/.cache/qcfs/<dataset>/; for digits one is trained there on first use. --limit N takes the first N test
+samples in the dataset's canonical order. JSON accuracies are fractions in [0, 1]; the table prints percent.
+
+Backends: numpy (reference, both timings), torch (layer-synchronous, --device cpu|cuda; bit-identical counts
+to numpy), lava (fixed-point simulator, pipelined). --report DIR writes report.md, report.json and PNG figures;
+for an ONNX or checkpoint it also simulates the other mode (NumPy, same samples and T) so the accuracy plot
+shows the ANN, the float SNN and the integer SNN; --lava-json adds the points of an earlier
+`qcfs-run --backend lava --json FILE`.
 """
 
 from __future__ import annotations
@@ -14,15 +20,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qcfs.data import DATASETS
 from qcfs.errors import BackendError, QCFSError, cli_entry
 
-BACKENDS = ("numpy", "lava")
+if TYPE_CHECKING:
+    import onnx
+
+    from qcfs.intnet import IntNet
+    from qcfs.runtime.result import SimResult
+
+BACKENDS = ("numpy", "torch", "lava")
+DEVICES = ("cpu", "cuda")
+RASTER_NEURONS = 16  # neurons per layer in the report's raster plot (sample 0)
 NORMALIZE_HELP = (
     "input normalization when the model carries none (and overriding it when it does): 'MEAN,STD' for all "
     "channels, or per channel 'M1,M2,M3/S1,S2,S3'; default: the model's, else pixels in [0, 1] as is"
@@ -89,15 +105,54 @@ def build_parser() -> argparse.ArgumentParser:
                    help="integer (hardware) or float IF network (default int; an IntNet file keeps its own)")
     p.add_argument("--timing", default="sync", choices=("sync", "pipelined"),
                    help="numpy backend: layer-synchronous or pipelined back-to-back stream (as Lava; slow)")
+    p.add_argument("--device", choices=DEVICES, help="torch backend: where to simulate (default cpu)")
     p.add_argument("--limit", type=positive_int, help="first N test samples")
     p.add_argument("--batch", type=positive_int, default=256, help="samples per batch (default 256)")
     p.add_argument("--data-dir", help="dataset location (see README: Datasets)")
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--counts", help="write per-sample spike counts and logits at max(T) as .npz here")
+    p.add_argument("--report", metavar="DIR", help="write report.md, report.json and PNG figures into DIR")
+    p.add_argument("--lava-json", metavar="FILE",
+                   help="with --report: results of an earlier `qcfs-run --backend lava --json FILE` to plot")
     p.add_argument("--normalize", type=parse_normalize, help=NORMALIZE_HELP)
     p.add_argument("--timeout", type=positive_int, default=3600, help="lava backend: seconds (default 3600)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Option combinations argparse cannot express; fail before any model or data is loaded."""
+    if args.backend == "torch" and args.timing == "pipelined":
+        raise QCFSError("--backend torch is layer-synchronous only; use --timing sync or --backend numpy")
+    if args.device is not None and args.backend != "torch":
+        raise QCFSError(f"--device applies to --backend torch only (got --backend {args.backend})")
+    if args.backend == "torch":
+        check_torch_device(args.device)
+    if args.lava_json and not args.report:
+        raise QCFSError("--lava-json only adds points to a report; pass --report DIR too")
+
+
+def load_lava_json(path: str, dataset: str) -> dict[str, Any]:
+    """An earlier `qcfs-run --json` result, checked enough that the plot cannot silently show nonsense."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise QCFSError(f"--lava-json {path}: cannot read ({err.strerror or err})") from None
+    except ValueError as err:
+        raise QCFSError(f"--lava-json {path}: not JSON ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        raise QCFSError(f"--lava-json {path}: no \"results\" list; expected the JSON of qcfs-run --json")
+    if doc.get("backend") != "lava":
+        raise QCFSError(f"--lava-json {path}: comes from backend {doc.get('backend')!r}; "
+                        "expected a --backend lava run")
+    if doc.get("dataset") not in (None, dataset):
+        raise QCFSError(f"--lava-json {path}: is for dataset {doc['dataset']}, this run is {dataset}")
+    return doc
+
+
+def command_line(argv: list[str] | None) -> str:
+    """The invocation as a copy-pastable shell command (for report.json / --json provenance)."""
+    return shlex.join(["qcfs-run", *(sys.argv[1:] if argv is None else argv)])
 
 
 # --- stages ---------------------------------------------------------------------------------------------
@@ -107,10 +162,13 @@ def load_network(model: Path, mode: str | None):  # type: ignore[no-untyped-def]
     from qcfs.intnet import load_intnet
 
     kind = pipeline.model_kind(model)
-    if kind == "lava":
-        raise QCFSError(f"{model}: a Lava file; pass the IntNet (.intnet.npz), ONNX or checkpoint it came from")
-    if kind == "intnet":
-        net = load_intnet(model)
+    if kind in ("intnet", "lava"):
+        if kind == "lava":
+            from qcfs.exporters.lava_export import embedded_intnet
+
+            net = embedded_intnet(model)
+        else:
+            net = load_intnet(model)
         if mode is not None and mode != net.mode:
             raise QCFSError(f"{model}: is a {net.mode}-mode IntNet; --mode {mode} needs the ONNX or checkpoint")
         return net, None
@@ -146,18 +204,51 @@ def ann_accuracy(canon, images01: np.ndarray, labels: np.ndarray, mean, std, bat
     return correct / len(images01)
 
 
-def simulate(net, images01: np.ndarray, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def simulate(net: IntNet, images01: np.ndarray, args: argparse.Namespace, raster_neurons: int = 0) -> SimResult:
+    """Run the chosen backend; only numpy records a raster (the others ignore `raster_neurons`)."""
     progress = not args.no_progress
     if args.backend == "lava":
         try:
             from qcfs.runtime.lava.backend import simulate_lava
         except ImportError as err:
             raise BackendError(f"Lava backend unavailable ({err}); install it with scripts/setup_env.sh") from None
-        return simulate_lava(net, images01, args.Ts, timeout_s=args.timeout, progress=progress)
-    from qcfs.runtime.numpy_snn import simulate as simulate_numpy
+        # a .lava.npz given as --model runs as exported; anything else is exported for Lava on the fly
+        lava_file = args.model if args.model and str(args.model).endswith(".lava.npz") and args.normalize is None else None
+        return simulate_lava(lava_file or net, images01, args.Ts, timeout_s=args.timeout, progress=progress)
+    if args.backend == "torch":
+        return simulate_on_torch(net, images01, args)
+    return simulate_numpy(net, images01, args.Ts, args.timing, args.batch, raster_neurons, progress)
+
+
+def simulate_numpy(net: IntNet, images01: np.ndarray, Ts: list[int], timing: str, batch: int,
+                   raster_neurons: int, progress: bool) -> SimResult:
+    from qcfs.runtime.numpy_snn import simulate as simulate_np
 
     try:
-        return simulate_numpy(net, images01, args.Ts, timing=args.timing, batch_size=args.batch, progress=progress)
+        return simulate_np(net, images01, Ts, timing=timing, batch_size=batch, raster_neurons=raster_neurons,
+                           progress=progress)
+    except ValueError as err:
+        raise QCFSError(f"cannot simulate this network: {err}") from None
+
+
+def check_torch_device(name: str | None) -> None:
+    """Asking for CUDA on a machine without one is a usage error, reported before any work is done."""
+    try:
+        import torch
+    except ImportError as err:
+        raise BackendError(f"torch backend unavailable ({err}); install torch") from None
+    if name == "cuda" and not torch.cuda.is_available():
+        raise QCFSError("--device cuda: no CUDA GPU available to torch here; use --device cpu")
+
+
+def simulate_on_torch(net: IntNet, images01: np.ndarray, args: argparse.Namespace) -> SimResult:
+    try:
+        from qcfs.runtime.torch_snn import simulate_torch
+    except ImportError as err:
+        raise BackendError(f"torch backend unavailable ({err}); install torch") from None
+    try:
+        return simulate_torch(net, images01, args.Ts, batch_size=args.batch, device=args.device or "cpu",
+                              progress=not args.no_progress)
     except ValueError as err:
         raise QCFSError(f"cannot simulate this network: {err}") from None
 
@@ -179,10 +270,11 @@ def format_table(rows: list[dict], ann_acc: float | None) -> str:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_args(args)
     from qcfs.data import load_split
     from qcfs.defaults import default_model
-    from qcfs.runtime.metrics import net_stats, per_t_rows
 
+    lava_doc = load_lava_json(args.lava_json, args.dataset) if args.lava_json else None
     model = Path(args.model) if args.model else default_model(args.dataset)
     net, canon = load_network(model, args.mode)
     net = apply_normalize(net, args.normalize)
@@ -194,32 +286,98 @@ def main(argv: list[str] | None = None) -> int:
     ann_acc = None
     if canon is not None:
         ann_acc = ann_accuracy(canon, images, labels, net.input.mean, net.input.std, args.batch)
-    result = simulate(net, images, args)
-    stats = net_stats(net)
-    rows = per_t_rows(result, stats, labels)
-    print(f"model {model}  dataset {args.dataset} ({len(labels)} test samples)  backend {args.backend}  "
-          f"mode {net.mode}  timing {result.timing}  ANN MACs/sample {stats.ann_macs:.4g}")
-    print(format_table(rows, ann_acc))
+    raster_k = RASTER_NEURONS if args.report else 0
+    result = simulate(net, images, args, raster_k)
+    doc = summarize(args, model, net, result, labels, ann_acc, command_line(argv))
     try:
-        write_outputs(args, model, net, ann_acc, len(labels), stats, rows, result)
+        write_outputs(args, doc, result)
+        if args.report:
+            main_run = Run(net, result, doc)
+            companion = run_companion(args, main_run, canon, images, labels)
+            paths = write_run_report(args, images, main_run, companion, lava_doc)
+            print(f"report: {paths[-1]} ({len(paths)} files in {Path(args.report)})")
     except OSError as err:
         raise QCFSError(f"cannot write results: {err}") from None
     return 0
 
 
-def write_outputs(args, model, net, ann_acc, samples, stats, rows, result) -> None:  # type: ignore[no-untyped-def]
+def summarize(args: argparse.Namespace, model: Path, net: IntNet, result: SimResult, labels: np.ndarray,
+              ann_acc: float | None, command: str, backend: str | None = None) -> dict[str, Any]:
+    """Print the header and table of one simulation and return its `--json` document."""
+    from qcfs.runtime.metrics import net_stats, per_t_rows
+
+    stats = net_stats(net)
+    rows = per_t_rows(result, stats, labels)
+    backend = backend or args.backend
+    print(f"model {model}  dataset {args.dataset} ({len(labels)} test samples)  backend {backend}  "
+          f"mode {net.mode}  timing {result.timing}  ANN MACs/sample {stats.ann_macs:.4g}")
+    print(format_table(rows, ann_acc))
+    return {
+        "command": command, "model": str(model), "dataset": args.dataset, "backend": backend,
+        "mode": net.mode, "samples": int(len(labels)), "ann_accuracy": ann_acc, "timing": result.timing,
+        "ann_macs_per_sample": stats.ann_macs, "neurons": stats.total_neurons,
+        "results": [{k: r[k] for k in ("T", "accuracy", "spikes_per_sample", "spikes_per_layer",
+                                       "synops_per_sample", "spikes_per_neuron_per_step")} for r in rows],
+    }
+
+
+def write_outputs(args: argparse.Namespace, doc: dict[str, Any], result: SimResult) -> None:
     if args.json:
-        doc = {
-            "model": str(model), "dataset": args.dataset, "backend": args.backend, "mode": net.mode,
-            "samples": int(samples), "ann_accuracy": ann_acc, "timing": result.timing,
-            "ann_macs_per_sample": stats.ann_macs, "neurons": stats.total_neurons,
-            "results": [{k: r[k] for k in ("T", "accuracy", "spikes_per_sample", "spikes_per_layer",
-                                           "synops_per_sample", "spikes_per_neuron_per_step")} for r in rows],
-        }
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     if args.counts:
         with open(args.counts, "wb") as fh:  # np.savez would append ".npz" to other suffixes
             np.savez(fh, **result.counts_arrays())
+
+
+# --- report ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Run:
+    """One simulated network with its results, as the report needs them."""
+
+    net: IntNet
+    result: SimResult
+    doc: dict[str, Any]
+
+
+def run_companion(args: argparse.Namespace, first: Run, canon: onnx.ModelProto | None, images: np.ndarray,
+                  labels: np.ndarray) -> Run | None:
+    """The other mode (float for int, int for float) of the same canonical ONNX on the same samples and T,
+    on the NumPy runtime, so the report can put ANN, float SNN and integer SNN side by side. An IntNet file
+    holds one mode only: None."""
+    if canon is None:
+        return None
+    from qcfs import pipeline
+
+    other = apply_normalize(pipeline.to_intnet(canon, mode="float" if first.net.mode == "int" else "int"),
+                            args.normalize)
+    timing = args.timing if args.backend == "numpy" else "sync"
+    print(f"report: also simulating the {other.mode}-mode network (numpy, {timing})")
+    result = simulate_numpy(other, images, args.Ts, timing, args.batch, RASTER_NEURONS, not args.no_progress)
+    doc = summarize(args, Path(first.doc["model"]), other, result, labels, first.doc["ann_accuracy"],
+                    first.doc["command"], backend="numpy")
+    return Run(other, result, doc)
+
+
+def report_raster(run: Run, images: np.ndarray, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """Raster of sample 0 from the NumPy runtime: reuse the run's own when numpy made it, else simulate
+    that one sample (torch and Lava record no raster)."""
+    if run.result.raster:
+        return dict(run.result.raster)
+    one = simulate_numpy(run.net, images[:1], [max(args.Ts)], "sync", 1, RASTER_NEURONS, False)
+    return dict(one.raster)
+
+
+def write_run_report(args: argparse.Namespace, images: np.ndarray, main: Run, companion: Run | None,
+                     lava_doc: dict[str, Any] | None) -> list[Path]:
+    """The report's "snn" run is the integer network (the hardware one: spikes, energy, raster) and its
+    "float" run the float network, whichever of them --mode asked for; an IntNet file has only its own."""
+    runs = {r.net.mode: r for r in (main, companion) if r is not None}
+    primary = runs.get("int", main)
+    secondary = runs.get("float") if primary.net.mode == "int" else None
+    from qcfs.report.writer import write_report
+
+    return write_report(args.report, run_json=primary.doc, float_json=secondary.doc if secondary else None,
+                        lava_json=lava_doc, net=primary.net, raster=report_raster(primary, images, args))
 
 
 if __name__ == "__main__":
