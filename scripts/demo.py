@@ -1,7 +1,8 @@
 """`make demo`: the whole pipeline on the embedded digits set, through the user-facing commands.
 
-train (or reuse the shipped model) -> qcfs-export ONNX -> qcfs-export Lava -> qcfs-run NumPy T=1..32 ->
-qcfs-run Lava T=4 on a subset -> report folder. Every step is a real CLI call, printed before it runs.
+train (or reuse the shipped model) -> qcfs-export ONNX -> qcfs-export Lava -> qcfs-run Lava T=4 on 50 samples
+-> the NumPy runtime on the same samples, counts compared bit for bit -> qcfs-run NumPy T=1..32 (int and float)
+-> report folder with the Lava points. Every step is a real CLI call, printed before it runs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ def step(title: str, *argv: str) -> None:
     print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)
 
 
+def compare_counts(lava: Path, numpy_: Path) -> None:
+    """Lava and the NumPy runtime must agree bit for bit: every layer's spike counts and the logits."""
+    import numpy as np
+
+    with np.load(lava) as a, np.load(numpy_) as b:
+        same = sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
+        layers = len(a.files) - 1
+    print(f"\n== Lava vs NumPy --counts ({layers} layers + logits, 50 samples): "
+          f"{'identical, bit for bit' if same else 'DIFFERENT'}")
+    if not same:
+        sys.exit(1)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     ckpt = OUT / "cnn-digits.pt"
@@ -43,12 +57,16 @@ def main() -> None:
     lava = OUT / "cnn-digits.lava.npz"
     step("convert to an integer IF network for Lava", "qcfs-export", str(onnx), "--backend", "lava",
          "-o", str(lava), "--show-passes")
-    step("NumPy reference runtime, integer mode, T = 1..32, whole test split", "qcfs-run", "--model", str(onnx),
-         "--dataset", "digits", "--T", "1,2,4,8,16,32", "--json", str(OUT / "numpy.json"),
-         "--counts", str(OUT / "numpy-counts.npz"), "--report", str(OUT / "report"))
     step("Lava fixed-point simulator, T = 4, first 50 test samples", "qcfs-run", "--model", str(lava),
          "--backend", "lava", "--dataset", "digits", "--T", "4", "--limit", "50",
          "--json", str(OUT / "lava.json"), "--counts", str(OUT / "lava-counts.npz"))
+    step("NumPy reference runtime on the same 50 samples", "qcfs-run", "--model", str(lava), "--dataset", "digits",
+         "--T", "4", "--limit", "50", "--counts", str(OUT / "numpy50-counts.npz"))
+    compare_counts(OUT / "lava-counts.npz", OUT / "numpy50-counts.npz")
+    step("NumPy reference runtime, integer and float mode, T = 1..32, whole test split, with report",
+         "qcfs-run", "--model", str(onnx), "--dataset", "digits", "--T", "1,2,4,8,16,32",
+         "--json", str(OUT / "numpy.json"), "--counts", str(OUT / "numpy-counts.npz"),
+         "--report", str(OUT / "report"), "--lava-json", str(OUT / "lava.json"))
     print(f"\nreport: {OUT / 'report'} (report.md and PNG plots); JSON and counts in {OUT}")
 
 
