@@ -6,21 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from qcfs.cli import OneLineParser
 from qcfs.errors import QCFSError, cli_entry
 
 BACKENDS = ("onnx", "intnet", "lava")
 SUFFIX = {"onnx": ".onnx", "intnet": ".intnet.npz", "lava": ".lava.npz"}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad values as one line and exit code 2 (its default), without usage spam."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="qcfs-export", description=__doc__)
+    p = OneLineParser(prog="qcfs-export", description=__doc__)
     p.add_argument("model", help="checkpoint (.pt from qcfs-train), ONNX file, or IntNet (.intnet.npz)")
     p.add_argument("--backend", default="onnx", choices=BACKENDS, help="what to write (default: onnx)")
     p.add_argument("-o", "--output", help="output path (default: next to MODEL with the backend's suffix)")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qcfs.data import DATASETS
+from qcfs.cli import OneLineParser
 from qcfs.errors import BackendError, QCFSError, cli_entry
 
 if TYPE_CHECKING:
@@ -43,13 +44,6 @@ NORMALIZE_HELP = (
     "input normalization when the model carries none (and overriding it when it does): 'MEAN,STD' for all "
     "channels, or per channel 'M1,M2,M3/S1,S2,S3'; default: the model's, else pixels in [0, 1] as is"
 )
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad values as one line and exit code 2, without usage spam."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def parse_ts(text: str) -> list[int]:
@@ -95,7 +89,7 @@ def parse_normalize(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="qcfs-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="qcfs-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="checkpoint (.pt), ONNX, or IntNet (.intnet.npz); default: see above")
     p.add_argument("--dataset", required=True, choices=tuple(DATASETS))
     p.add_argument("--T", dest="Ts", type=parse_ts, default=[1, 2, 4, 8, 16, 32],

@@ -5,19 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from qcfs.cli import OneLineParser
 from qcfs.errors import QCFSError, cli_entry
 
 MODELS = ("cnn", "vgg16", "resnet18", "resnet20", "resnet34")
 DATASETS = ("digits", "fashion-mnist", "cifar10")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="qcfs-train", description=__doc__)
+    p = OneLineParser(prog="qcfs-train", description=__doc__)
     p.add_argument("--model", required=True, choices=MODELS)
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("-o", "--output", required=True, help="checkpoint path (.pt), rewritten after every epoch")
