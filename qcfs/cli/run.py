@@ -48,17 +48,10 @@ NORMALIZE_HELP = (
 
 def parse_ts(text: str) -> list[int]:
     """'1,2,4' -> [1, 2, 4]; every T a positive integer."""
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            t = int(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"T values must be positive integers, got {part!r}") from None
-        if t < 1:
-            raise argparse.ArgumentTypeError(f"T values must be positive integers, got {t}")
-        out.append(t)
-    return sorted(set(out))
+    try:
+        return sorted({positive_int(part.strip()) for part in text.split(",")})
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"T values must be positive integers, got {text!r}") from None
 
 
 def positive_int(text: str) -> int:
