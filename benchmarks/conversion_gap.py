@@ -2,7 +2,8 @@
 
 Measures, on the embedded digits set (whole test split) and optionally a Fashion-MNIST model, integer-SNN
 accuracy at every T for: the quantization step count L used in training (T = L is where QCFS is exact),
-the initial membrane (QCFS's φ·θ = θ/2 versus 0, the classic IF start), and how long λ is trained.
+the initial membrane (QCFS's φ·θ = θ/2 versus 0, the classic IF start), how long λ is trained, and where λ
+starts (the paper's 8 versus the 99.9th percentile of each layer's inputs, `qcfs-train --lam-init data`).
 Everything runs through the project's own API (train → ONNX → passes → NumPy runtime). Prints a table,
 writes JSON, a markdown table and a PNG.
 
@@ -42,12 +43,12 @@ def zero_start(net: IntNet) -> IntNet:
     return other
 
 
-def train_digits(L: int, epochs: int, workdir: Path) -> tuple[IntNet, float]:
+def train_digits(L: int, epochs: int, workdir: Path, lam_from_data: bool = False) -> tuple[IntNet, float]:
     from qcfs.frontend.train import TrainConfig, train_model
 
-    ckpt = workdir / f"cnn-L{L}-e{epochs}.pt"
+    ckpt = workdir / f"cnn-L{L}-e{epochs}-{'data' if lam_from_data else 'fixed'}.pt"
     rec = train_model(TrainConfig(model="cnn", dataset="digits", output=str(ckpt), L=L, epochs=epochs,
-                                  progress=False), log=lambda _: None)
+                                  lam_from_data=lam_from_data, progress=False), log=lambda _: None)
     return to_intnet(canonical_onnx(ckpt), mode="int"), float(rec["test_acc"])
 
 
@@ -63,13 +64,14 @@ def main() -> None:
     rows: list[dict] = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for L, epochs in [(2, 30), (4, 30), (8, 30), (16, 30), (4, 10), (4, 90)]:
-            net, ann = train_digits(L, epochs, Path(tmp))
+        for L, epochs, lam_data in [(2, 30, False), (4, 30, False), (8, 30, False), (16, 30, False),
+                                    (4, 10, False), (4, 90, False), (4, 30, True), (2, 30, True)]:
+            net, ann = train_digits(L, epochs, Path(tmp), lam_data)
             rows.append({"dataset": "digits", "L": L, "epochs": epochs, "v_init": "θ/2", "ann": ann,
-                         "snn": accuracies(net, x, y)})
-            if (L, epochs) == (4, 30):
+                         "lam_init": "data (p99.9)" if lam_data else "8", "snn": accuracies(net, x, y)})
+            if (L, epochs, lam_data) == (4, 30, False):
                 rows.append({"dataset": "digits", "L": L, "epochs": epochs, "v_init": "0", "ann": ann,
-                             "snn": accuracies(zero_start(net), x, y)})
+                             "lam_init": "8", "snn": accuracies(zero_start(net), x, y)})
             print(json.dumps(rows[-1]), flush=True)
     if args.fashion_model:
         fx, fy = load_split("fashion-mnist", "test")
@@ -77,7 +79,7 @@ def main() -> None:
         net = to_intnet(canonical_onnx(Path(args.fashion_model)), mode="int")
         for label, variant in (("θ/2", net), ("0", zero_start(net))):
             rows.append({"dataset": f"fashion-mnist (first {len(fy)})", "L": net.L, "epochs": None,
-                         "v_init": label, "ann": None, "snn": accuracies(variant, fx, fy)})
+                         "v_init": label, "ann": None, "lam_init": "8", "snn": accuracies(variant, fx, fy)})
             print(json.dumps(rows[-1]), flush=True)
     meta = {"command": "python benchmarks/conversion_gap.py" + (f" --fashion-model {args.fashion_model} "
                                                                f"--fashion-limit {args.fashion_limit}" if args.fashion_model else ""),
@@ -86,10 +88,10 @@ def main() -> None:
     Path(f"{out}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"Command: `{meta['command']}` ({meta['date']}, {meta['machine']}, {meta['seconds']} s). "
              "Integer SNN (NumPy runtime), accuracy in %.", "",
-             "| dataset | L | epochs | v(0) | ANN | " + " | ".join(f"T={T}" for T in TS) + " |",
-             "|---|---:|---:|---|---:|" + "---:|" * len(TS)]
+             "| dataset | L | epochs | initial λ | v(0) | ANN | " + " | ".join(f"T={T}" for T in TS) + " |",
+             "|---|---:|---:|---|---|---:|" + "---:|" * len(TS)]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['L']} | {r['epochs'] or '—'} | {r['v_init']} | "
+        lines.append(f"| {r['dataset']} | {r['L']} | {r['epochs'] or '—'} | {r['lam_init']} | {r['v_init']} | "
                      f"{r['ann'] if r['ann'] is not None else '—'} | "
                      + " | ".join(f"{r['snn'][T]:.2f}" for T in TS) + " |")
     Path(f"{out}.md").write_text("\n".join(lines) + "\n")
@@ -105,13 +107,13 @@ def _plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for r in rows:
-        label = f"{r['dataset']}: L={r['L']}, {r['epochs'] or '?'} ep, v(0)={r['v_init']}"
+        label = f"{r['dataset']}: L={r['L']}, {r['epochs'] or '?'} ep, λ0={r['lam_init']}, v(0)={r['v_init']}"
         ax.plot(TS, [r["snn"][T] for T in TS], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(TS, [str(T) for T in TS])
     ax.set_xlabel("time steps T")
     ax.set_ylabel("integer SNN accuracy (%)")
-    ax.set_title("Conversion gap vs T: training L, initial membrane, λ training length")
+    ax.set_title("Conversion gap vs T: L, initial membrane, initial λ, λ training length")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

@@ -43,6 +43,7 @@ class TrainConfig:
     device: str = "cpu"
     data_dir: str | None = None
     lam_init: float = 8.0
+    lam_from_data: bool = False  # start λ at the 99.9th percentile of each layer's inputs (lambda_init.py)
     phi: float = 0.5
     resume: bool = False
     time_budget: float | None = None  # seconds; shortens the cosine schedule after epoch 1 to fit
@@ -105,6 +106,12 @@ def train_model(cfg: TrainConfig, log=print) -> dict[str, Any]:  # type: ignore[
     model = build_model(mcfg).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    if cfg.lam_from_data and not (cfg.resume and Path(cfg.output).exists()):
+        from qcfs.frontend.lambda_init import calibrate_lambdas
+
+        gen0 = torch.Generator(device=device).manual_seed(cfg.seed)
+        sample = torch.randperm(len(y_train), device=device, generator=gen0)[:1024]
+        calibrate_lambdas(model, x_train[sample])
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.wd)
     total = cfg.total_epochs()
     start_epoch, history = 0, []

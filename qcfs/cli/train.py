@@ -12,6 +12,15 @@ MODELS = ("cnn", "vgg16", "resnet18", "resnet20", "resnet34")
 DATASETS = ("digits", "fashion-mnist", "cifar10")
 
 
+def _lam_init(text: str) -> float | str:
+    if text == "data":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'data', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="qcfs-train", description=__doc__)
     p.add_argument("--model", required=True, choices=MODELS)
@@ -25,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--data-dir", help="dataset location (see README: Datasets)")
-    p.add_argument("--lam-init", type=float, default=8.0, help="initial clip level λ (default 8)")
+    p.add_argument("--lam-init", type=_lam_init, default=8.0,
+                   help="initial clip level λ: a number (default 8, the paper's) or 'data' (99.9th percentile "
+                        "of each layer's inputs on 1,024 training samples)")
     p.add_argument("--resume", action="store_true", help="continue from --output if it exists")
     p.add_argument("--time-budget", type=float, help="seconds: shorten the cosine schedule after epoch 1 to fit")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
@@ -39,14 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, value, ok in (("--L", args.L, args.L >= 1), ("--batch", args.batch, args.batch >= 1),
                             ("--epochs", args.epochs, args.epochs is None or args.epochs >= 1),
                             ("--lr", args.lr, args.lr > 0), ("--wd", args.wd, args.wd >= 0),
-                            ("--lam-init", args.lam_init, args.lam_init > 0)):
+                            ("--lam-init", args.lam_init, args.lam_init == "data" or args.lam_init > 0)):
         if not ok:
             raise QCFSError(f"{name} must be {'positive' if name != '--wd' else 'non-negative'}, got {value}")
     from qcfs.frontend.train import TrainConfig, train_model
 
     cfg = TrainConfig(model=args.model, dataset=args.dataset, output=args.output, L=args.L, epochs=args.epochs,
                       lr=args.lr, batch=args.batch, wd=args.wd, seed=args.seed, device=args.device,
-                      data_dir=args.data_dir, lam_init=args.lam_init, resume=args.resume,
+                      data_dir=args.data_dir, lam_init=8.0 if args.lam_init == "data" else args.lam_init,
+                      lam_from_data=args.lam_init == "data", resume=args.resume,
                       time_budget=args.time_budget, compile=args.compile, progress=not args.no_progress)
     final = train_model(cfg)
     print(f"trained {args.model} on {args.dataset}: test accuracy {final['test_acc']:.2f} % "
