@@ -106,9 +106,11 @@ def _plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors[: len(rows)])  # one distinct colour per row
     for r in rows:
         label = f"{r['dataset']}: L={r['L']}, {r['epochs'] or '?'} ep, λ0={r['lam_init']}, v(0)={r['v_init']}"
-        ax.plot(TS, [r["snn"][T] for T in TS], marker="o", label=label)
+        ax.plot(TS, [r["snn"][T] for T in TS], marker="s" if "fashion" in r["dataset"] else "o",
+                linestyle="--" if "fashion" in r["dataset"] else "-", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(TS, [str(T) for T in TS])
     ax.set_xlabel("time steps T")
