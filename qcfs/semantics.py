@@ -48,6 +48,15 @@ def membrane_limits(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
+def fire(v: np.ndarray, theta: float | int, v_limits: tuple[int, int] | None, spikes: np.ndarray) -> None:
+    """The IF step after integration, in place: saturate (when `v_limits`), spike into `spikes` (bool, v's
+    shape), subtract θ where spiked. Backends call this with preallocated buffers on their hot path."""
+    if v_limits is not None:
+        np.clip(v, v_limits[0], v_limits[1], out=v)
+    np.greater_equal(v, theta, out=spikes)
+    np.subtract(v, v.dtype.type(theta), out=v, where=spikes)
+
+
 def if_step(
     v: np.ndarray,
     current: np.ndarray,
@@ -59,10 +68,8 @@ def if_step(
     `v` and `current` must share a dtype that holds the values exactly (int64 or float64).
     """
     v += current
-    if v_limits is not None:
-        np.clip(v, v_limits[0], v_limits[1], out=v)
-    spikes = v >= theta
-    v -= spikes * v.dtype.type(theta)
+    spikes = np.empty(v.shape, dtype=bool)
+    fire(v, theta, v_limits, spikes)
     return spikes
 
 

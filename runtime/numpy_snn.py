@@ -29,7 +29,7 @@ from tqdm import tqdm
 from qcfs.intnet import IntNet, Layer
 from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, exact_bound
 from qcfs.runtime.result import SimResult
-from qcfs.semantics import encode_input, membrane_limits
+from qcfs.semantics import encode_input, fire, membrane_limits
 
 TIMINGS = ("sync", "pipelined")
 PRECISIONS = ("auto", "float64")
@@ -148,14 +148,6 @@ def check_depths(plans: list[LayerPlan]) -> None:
 
 
 # --- neuron update ---------------------------------------------------------------------------------------
-def fire(v: np.ndarray, threshold: int | float, limits: tuple[int, int] | None, spikes: np.ndarray) -> None:
-    """qcfs.semantics.if_step after integration, in place: saturate, spike, subtract θ where spiked."""
-    if limits is not None:
-        np.clip(v, limits[0], limits[1], out=v)
-    np.greater_equal(v, threshold, out=spikes)
-    np.subtract(v, v.dtype.type(threshold), out=v, where=spikes)
-
-
 def _integrate(target: np.ndarray, cur: np.ndarray, scratch: np.ndarray | None = None) -> None:
     """target += cur. An int64 target takes float currents that hold exact integers: converting into an
     int64 scratch first and adding integers is about twice as fast as a mixed-type add."""

@@ -17,7 +17,8 @@ from snn_reference import brute_force, random_net  # noqa: E402
 
 from qcfs.intnet import HardwareProfile, InputSpec, IntNet, Layer, Synapse  # noqa: E402
 from qcfs.runtime.metrics import net_stats, per_t_rows  # noqa: E402
-from qcfs.runtime.numpy_snn import compile_net, fire, simulate  # noqa: E402
+from qcfs.runtime.numpy_snn import compile_net, simulate  # noqa: E402
+from qcfs.semantics import fire  # noqa: E402
 from qcfs.runtime.numpy_synapse import synapse_fanout  # noqa: E402
 from qcfs.semantics import if_step, membrane_limits  # noqa: E402
 

@@ -200,7 +200,8 @@ def simulate(net: IntNet, images01: np.ndarray, args: argparse.Namespace, raster
         except ImportError as err:
             raise BackendError(f"Lava backend unavailable ({err}); install it with scripts/setup_env.sh") from None
         # a .lava.npz given as --model runs as exported; anything else is exported for Lava on the fly
-        lava_file = args.model if args.model and str(args.model).endswith(".lava.npz") and args.normalize is None else None
+        # an exported .lava.npz runs as is, unless --normalize changed the input spec it was exported with
+        lava_file = args.lava_file if args.normalize is None else None
         return simulate_lava(lava_file or net, images01, args.Ts, timeout_s=args.timeout, progress=progress)
     if args.backend == "torch":
         return simulate_on_torch(net, images01, args)
@@ -264,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     lava_doc = load_lava_json(args.lava_json, args.dataset) if args.lava_json else None
     model = Path(args.model) if args.model else default_model(args.dataset)
     net, canon = load_network(model, args.mode)
+    from qcfs.pipeline import model_kind
+
+    args.lava_file = model if model_kind(model) == "lava" else None
     net = apply_normalize(net, args.normalize)
     images, labels = load_split(args.dataset, "test", args.data_dir)
     if tuple(images.shape[1:]) != tuple(net.input.shape):

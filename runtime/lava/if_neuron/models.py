@@ -17,6 +17,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from qcfs.runtime.lava.if_neuron.process import IF, Delay, Readout  # absolute: Lava re-executes this file standalone
+from qcfs.semantics import fire
 
 _I64 = np.int64
 
@@ -66,9 +67,8 @@ class PyIFModelFixed(_WindowMixin, PyLoihiProcessModel):
             v[...] = self.v_init[0]
         v += a.astype(_I64, copy=False)
         v += self.bias
-        np.clip(v, self.v_min[0], self.v_max[0], out=v)
-        s = v >= self.vth[0]
-        v -= s * self.vth[0]
+        s = np.empty(v.shape, dtype=bool)
+        fire(v, int(self.vth[0]), (int(self.v_min[0]), int(self.v_max[0])), s)  # qcfs.semantics, not a copy
         total = int(np.count_nonzero(s))
         self.counts[n, k] = total if k == 0 else self.counts[n, k - 1] + total
         self.s_out.send(s.astype(np.int32))
