@@ -10,8 +10,9 @@ and that we want to inspect/diff once, outside any simulator:
 Nothing is re-derived: thresholds, v_init, biases, depths and weights come from the IntNet unchanged.
 NumPy only (the parent process never imports Lava).
 
-File: .npz with "__header__" (UTF-8 JSON: format "qcfs-lava", version 1, intnet provenance, input spec,
-layers with Lava parameters), "<layer>/bias" (full shape, Lava layout) and "<layer>/syn<j>/weight".
+File: .npz with "__header__" (UTF-8 JSON: format "qcfs-lava", version 2, intnet provenance, input spec,
+layers with Lava parameters), "<layer>/bias" and "<layer>/v_init" (IF layers; full shape, Lava layout; new in
+version 2, which carries per-channel initial membranes) and "<layer>/syn<j>/weight".
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from qcfs.intnet import IntNet, Layer, Synapse
 from qcfs.semantics import membrane_limits
 
 FORMAT_NAME = "qcfs-lava"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: one v_init per layer, in the header
 DENSE_WEIGHT_EXP = -1  # weights stored as 2w, see module docstring
 ACC_LIMIT = 2**23  # keep every dendritic sum inside Loihi's signed 24-bit accumulator
 
@@ -148,9 +150,19 @@ def intnet_digest(net: IntNet) -> str:
     h = hashlib.sha256(json.dumps(net.header(), sort_keys=True).encode())
     for layer in net.layers:
         h.update(np.ascontiguousarray(layer.bias, dtype=np.float64).tobytes())
+        if layer.per_channel_v_init:
+            h.update(np.ascontiguousarray(layer.v_init, dtype=np.float64).tobytes())
         for syn in layer.synapses:
             h.update(np.ascontiguousarray(syn.weight, dtype=np.float64).tobytes())
     return h.hexdigest()
+
+
+def _full_whc(per_channel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A per-channel (or already full) vector expanded to the layer's full shape, in Lava's (W, H, C) order."""
+    vec = np.asarray(per_channel, dtype=np.float64).reshape(-1)
+    n_per = int(np.prod(shape[1:])) if len(shape) == 3 else 1
+    full = np.repeat(vec, n_per) if vec.size * n_per == np.prod(shape) else vec
+    return to_whc(full, shape).astype(np.int64)
 
 
 def export_lava(net: IntNet, out: Path, *, compress: bool = True) -> Path:
@@ -168,10 +180,9 @@ def export_lava(net: IntNet, out: Path, *, compress: bool = True) -> Path:
     for layer in net.layers:
         shape = tuple(layer.shape)
         lshape = whc(shape)
-        bias = np.asarray(layer.bias, dtype=np.float64)
-        n_per = int(np.prod(shape[1:])) if len(shape) == 3 else 1
-        full = np.repeat(bias.reshape(-1), n_per) if bias.size * n_per == np.prod(shape) else bias.reshape(-1)
-        arrays[f"{layer.name}/bias"] = to_whc(full, shape).astype(np.int64)
+        arrays[f"{layer.name}/bias"] = _full_whc(layer.bias, shape)
+        if layer.kind == "if":
+            arrays[f"{layer.name}/v_init"] = _full_whc(layer.v_init_per_channel(), shape)
         syns = []
         for j, syn in enumerate(layer.synapses):
             if syn.source not in shapes:
@@ -182,7 +193,8 @@ def export_lava(net: IntNet, out: Path, *, compress: bool = True) -> Path:
         thr = float(layer.threshold)
         layers.append({
             "name": layer.name, "kind": layer.kind, "shape": list(shape), "lava_shape": list(lshape),
-            "threshold": int(thr), "v_init": int(float(layer.v_init)), "depth": int(layer.depth),
+            "threshold": int(thr), "depth": int(layer.depth),
+            "v_init": "per-channel" if layer.per_channel_v_init else int(float(layer.v_init)),  # informative
             "v_min": v_min, "v_max": v_max, "synapses": syns,
         })
         shapes[layer.name] = shape
@@ -225,6 +237,13 @@ class LavaFile:
     def bias(self, layer: str) -> np.ndarray:
         return self.arrays[f"{layer}/bias"]
 
+    def v_init(self, layer: dict[str, Any]) -> np.ndarray:
+        """Initial membranes in Lava layout (version 1 files: the header's one value per layer)."""
+        key = f"{layer['name']}/v_init"
+        if key in self.arrays:
+            return self.arrays[key]
+        return np.full(tuple(layer["lava_shape"]), int(layer["v_init"]), dtype=np.int64)
+
 
 def load_lava_file(path: str | Path) -> LavaFile:
     """Read a .lava.npz written by export_lava; ModelFileError (one line) on anything else."""
@@ -237,7 +256,7 @@ def load_lava_file(path: str | Path) -> LavaFile:
         raise ModelFileError(f"{path}: no such file") from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as err:
         raise ModelFileError(f"{path}: not a readable qcfs Lava file (.lava.npz): {err}") from None
-    if hdr.get("format") != FORMAT_NAME or hdr.get("version") != FORMAT_VERSION:
+    if hdr.get("format") != FORMAT_NAME or hdr.get("version") not in READABLE_VERSIONS:
         raise ModelFileError(f"{path}: format {hdr.get('format')!r} version {hdr.get('version')!r}; "
                              f"expected {FORMAT_NAME} version {FORMAT_VERSION}")
     return LavaFile(hdr, arrays)

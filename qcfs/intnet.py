@@ -7,9 +7,11 @@ File: a single NumPy .npz (loaded with allow_pickle=False) holding
   "__header__"                 uint8 bytes of a UTF-8 JSON object (below), format "qcfs-intnet", version 1
   "<layer>/bias"               per-channel (conv) or per-unit (dense) bias, added every step
   "<layer>/syn<j>/weight"      weights of the j-th incoming synapse stage of <layer>
-Header keys: format, version, mode ("int" | "float"), input {shape [C,H,W], mean, std, scale, bits},
+  "<layer>/v_init"             (version 2, only when per-channel) initial membrane per channel / unit
+Header keys: format, version (2; version-1 files still load), mode ("int" | "float"), input {shape [C,H,W], mean, std, scale, bits},
 L, phi, profile {name, weight_bits, bias_bits, threshold_bits, membrane_bits, input_bits, source},
-layers [ {name, kind "if"|"readout", shape, threshold, v_init, depth, float32_exact,
+layers [ {name, kind "if"|"readout", shape, threshold, v_init (a number, or null when per-channel),
+          depth, float32_exact,
           synapses [ {source, kind "conv"|"dense", stride, padding, groups, delay} ] } ],
 readout_scale (accumulated readout / readout_scale ≈ T · ANN logits), metadata {…free-form provenance…}.
 
@@ -34,7 +36,8 @@ import numpy as np
 from qcfs.errors import ModelFileError
 
 FORMAT_NAME = "qcfs-intnet"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,23 @@ class Layer:
     shape: tuple[int, ...]
     bias: np.ndarray
     threshold: float
-    v_init: float
+    v_init: float | np.ndarray  # one value, or one per channel (conv: shape[0]) / unit (dense) — calibration
     synapses: list[Synapse]
     depth: int = 1
     float32_exact: bool = False
+
+    @property
+    def channels(self) -> int:
+        """Channels (conv, C of C,H,W) or units (dense): the length of per-channel bias and v_init."""
+        return int(self.shape[0]) if len(self.shape) == 3 else int(np.prod(self.shape))
+
+    @property
+    def per_channel_v_init(self) -> bool:
+        return np.ndim(self.v_init) > 0
+
+    def v_init_per_channel(self) -> np.ndarray:
+        """v_init as one value per channel/unit (a scalar v_init repeated), float64."""
+        return np.broadcast_to(np.asarray(self.v_init, dtype=np.float64), (self.channels,)).copy()
 
 
 @dataclass
@@ -134,7 +150,7 @@ class IntNet:
                     "kind": layer.kind,
                     "shape": list(layer.shape),
                     "threshold": _num(layer.threshold),
-                    "v_init": _num(layer.v_init),
+                    "v_init": None if layer.per_channel_v_init else _num(layer.v_init),
                     "depth": layer.depth,
                     "float32_exact": layer.float32_exact,
                     "synapses": syns,
@@ -170,6 +186,8 @@ class IntNet:
         }
         for layer in self.layers:
             arrays[f"{layer.name}/bias"] = np.asarray(layer.bias, dtype=dtype)
+            if layer.per_channel_v_init:
+                arrays[f"{layer.name}/v_init"] = np.asarray(layer.v_init, dtype=dtype).reshape(-1)
             for j, syn in enumerate(layer.synapses):
                 arrays[f"{layer.name}/syn{j}/weight"] = np.asarray(syn.weight, dtype=dtype)
         buf = io.BytesIO()
@@ -209,10 +227,10 @@ def load_intnet(path: str | Path | io.BytesIO) -> IntNet:
         hdr = json.loads(arrays["__header__"].tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path}: corrupt qcfs-intnet header: {err}") from None
-    if hdr.get("format") != FORMAT_NAME or hdr.get("version") != FORMAT_VERSION:
+    if hdr.get("format") != FORMAT_NAME or hdr.get("version") not in READABLE_VERSIONS:
         raise ModelFileError(
             f"{path}: format {hdr.get('format')!r} version {hdr.get('version')!r}; "
-            f"this qcfs reads {FORMAT_NAME} version {FORMAT_VERSION}"
+            f"this qcfs reads {FORMAT_NAME} versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
     try:
         layers = []
@@ -236,7 +254,7 @@ def load_intnet(path: str | Path | io.BytesIO) -> IntNet:
                     shape=tuple(lh["shape"]),
                     bias=arrays[f"{lh['name']}/bias"],
                     threshold=lh["threshold"],
-                    v_init=lh["v_init"],
+                    v_init=arrays[f"{lh['name']}/v_init"] if lh["v_init"] is None else lh["v_init"],
                     synapses=syns,
                     depth=int(lh["depth"]),
                     float32_exact=bool(lh["float32_exact"]),

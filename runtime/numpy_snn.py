@@ -47,7 +47,7 @@ class LayerPlan:
     bias_in_gemm: np.ndarray | None = None  # bias added to the spike current (float, exact) when no input syn
     bias_const: np.ndarray | None = None  # bias added to the constant current otherwise
     threshold: int | float = 1
-    v_init: int | float = 0
+    v_init: int | float | np.ndarray = 0  # per channel: shape (C,), broadcasts over channel-last state
     depth: int = 1
 
     @property
@@ -67,6 +67,18 @@ def _integral(x: float, what: str) -> int:
     if not float(x).is_integer():
         raise ValueError(f"{what} must be an integer in integer mode, got {x}")
     return int(x)
+
+
+def _v_init(layer: Layer, integer: bool) -> int | float | np.ndarray:
+    """Scalar v_init as a number, per-channel v_init as a (C,) array (integer-checked in integer mode)."""
+    if not layer.per_channel_v_init:
+        return _integral(layer.v_init, f"layer {layer.name} v_init") if integer else float(layer.v_init)
+    v = layer.v_init_per_channel()
+    if integer:
+        if not np.array_equal(v, np.rint(v)):
+            raise ValueError(f"layer {layer.name}: non-integer v_init in integer mode")
+        return v.astype(np.int64)
+    return v
 
 
 def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
@@ -118,9 +130,9 @@ def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
             pass  # accumulates only: no threshold, no v_init
         elif integer:
             lp.threshold = _integral(layer.threshold, f"layer {layer.name} threshold")
-            lp.v_init = _integral(layer.v_init, f"layer {layer.name} v_init")
+            lp.v_init = _v_init(layer, integer)
         else:
-            lp.threshold, lp.v_init = float(layer.threshold), float(layer.v_init)
+            lp.threshold, lp.v_init = float(layer.threshold), _v_init(layer, integer)
         shapes[layer.name] = tuple(layer.shape)
         plans.append(lp)
     if not plans or plans[-1].layer.kind != "readout":

@@ -92,7 +92,9 @@ def _run_batch(net: IntNet, x: torch.Tensor, Ts: list[int], weights, biases, lim
                 acc = cur.clone() if acc is None else acc + cur
                 continue
             if layer.name not in v:
-                v[layer.name] = torch.full_like(cur, float(layer.v_init))
+                v0 = torch.as_tensor(layer.v_init_per_channel(), dtype=cur.dtype, device=cur.device)
+                v[layer.name] = v0.view(1, -1, 1, 1).expand_as(cur).clone() if cur.dim() == 4 \
+                    else v0.view(1, -1).expand_as(cur).clone()
             mem = v[layer.name]
             mem += cur
             if lim is not None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from qcfs.intnet import IntNet, Synapse
 from qcfs.semantics import encode_input, if_step, membrane_limits
+from snn_reference import _chw  # noqa: E402
 
 
 def conv_chw(x: np.ndarray, syn: Synapse, out_shape: tuple[int, int, int]) -> np.ndarray:
@@ -40,7 +41,7 @@ def simulate_reference(net: IntNet, images01: np.ndarray, Ts: list[int]) -> dict
     counts = {layer.name: np.zeros((N, T), dtype=np.int64) for layer in net.if_layers}
     logits = np.zeros((N, T, net.num_classes), dtype=np.int64)
     for n in range(N):
-        v = {layer.name: np.full(layer.shape, int(layer.v_init), dtype=np.int64) for layer in net.if_layers}
+        v = {layer.name: _chw(layer.v_init_per_channel(), layer.shape).astype(np.int64) for layer in net.if_layers}
         acc = np.zeros(net.readout.shape, dtype=np.int64)
         run = {layer.name: 0 for layer in net.if_layers}
         for t in range(T):

@@ -88,7 +88,7 @@ def brute_force(net: IntNet, images01: np.ndarray, T: int) -> tuple[np.ndarray, 
     logits = np.zeros((len(x), net.num_classes), dtype=dtype)
     counts = {layer.name: np.zeros(len(x), dtype=np.int64) for layer in net.if_layers}
     for n in range(len(x)):
-        v = {layer.name: np.full(layer.shape, layer.v_init, dtype=dtype) for layer in net.if_layers}
+        v = {layer.name: _chw(layer.v_init_per_channel(), layer.shape).astype(dtype) for layer in net.if_layers}
         out: dict[str, np.ndarray] = {"input": x[n]}
         for _ in range(T):
             for layer in net.layers:
@@ -109,3 +109,8 @@ def brute_force(net: IntNet, images01: np.ndarray, T: int) -> tuple[np.ndarray, 
                 out[layer.name] = spikes
                 counts[layer.name][n] += int(spikes.sum())
     return logits, counts
+
+
+def _chw(per_channel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A per-channel vector expanded to a C,H,W (or (n,)) state array."""
+    return np.broadcast_to(per_channel.reshape((-1, 1, 1) if len(shape) == 3 else (-1,)), shape).copy()

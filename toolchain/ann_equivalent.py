@@ -1,8 +1,8 @@
 """The quantized ANN an IntNet encodes, evaluated directly (no time steps).
 
-Each IF layer outputs spike counts c = clip(floor(I·L/θ + φ), 0, L) (rate c/L), the count a T = L run gives
-for constant input (qcfs.semantics, Theorem 1). Integer mode computes floor((L·I + v_init) / θ) in exact
-integer arithmetic, so it is the reference the integer runtimes are compared to; float mode must reproduce
+Each IF layer outputs spike counts c = clip(floor((L·I + v_init)/θ), 0, L) (rate c/L; v_init = φ·θ before
+calibration), the count a T = L run gives for constant input (qcfs.semantics, Theorem 1). Integer mode computes
+it in exact integer arithmetic, so it is the reference the integer runtimes are compared to; float mode must reproduce
 onnxruntime on the canonical ONNX. The readout returns (per-step current) / readout_scale ≈ the ANN logits.
 """
 
@@ -22,6 +22,11 @@ def _synapse(syn: Synapse, x: np.ndarray) -> np.ndarray:
     return dense(x, w)
 
 
+def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    """A (C,) per-channel vector shaped to broadcast over (N, C, H, W) or (N, C)."""
+    return v.reshape((1, -1, 1, 1) if ndim == 4 else (1, -1))
+
+
 def spike_counts(net: IntNet, images01: np.ndarray) -> dict[str, np.ndarray]:
     """Per layer: spike counts (IF layers) or L × per-step current (readout); plus "input" (encoded image)."""
     x = encode_input(images01, net.input.mean, net.input.std, net.input.scale, net.input.bits).astype(np.float64)
@@ -33,11 +38,14 @@ def spike_counts(net: IntNet, images01: np.ndarray) -> dict[str, np.ndarray]:
         zL = add_bias(zL, L * np.asarray(layer.bias, dtype=np.float64))
         if layer.kind == "readout":
             values[layer.name] = zL
-        elif integer:
-            num = np.rint(zL).astype(np.int64) + int(layer.v_init)
-            values[layer.name] = np.clip(np.floor_divide(num, int(layer.threshold)), 0, L).astype(np.float64)
         else:
-            values[layer.name] = np.clip(np.floor(zL / float(layer.threshold) + net.phi), 0, L)
+            v0 = _per_channel(layer.v_init_per_channel(), zL.ndim)
+            if integer:
+                num = np.rint(zL).astype(np.int64) + v0.astype(np.int64)
+                values[layer.name] = np.clip(np.floor_divide(num, int(layer.threshold)), 0, L).astype(np.float64)
+            else:  # uncalibrated: φ itself, as onnxruntime computes QCFS (v_init/θ may round differently)
+                phase = v0 / float(layer.threshold) if layer.per_channel_v_init else net.phi
+                values[layer.name] = np.clip(np.floor(zL / float(layer.threshold) + phase), 0, L)
     return values
 
 

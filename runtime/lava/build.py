@@ -94,7 +94,7 @@ def build(lf: LavaFile, images_whc: np.ndarray, T: int) -> Network:
         common = dict(bias=lf.bias(lh["name"]), reset_interval=T, reset_offset=lh["depth"] + 1,
                       num_samples=n, name=lh["name"])
         if lh["kind"] == "if":
-            proc = IF(shape=shape, vth=lh["threshold"], v_init=lh["v_init"], v_min=lh["v_min"],
+            proc = IF(shape=shape, vth=lh["threshold"], v_init=lf.v_init(lh), v_min=lh["v_min"],
                       v_max=lh["v_max"], **common)
         else:
             proc = readout = Readout(shape=shape, **common)

@@ -64,7 +64,7 @@ class PyIFModelFixed(_WindowMixin, PyLoihiProcessModel):
         n, k = win
         v = self.v
         if k == 0:
-            v[...] = self.v_init[0]
+            v[...] = self.v_init
         v += a.astype(_I64, copy=False)
         v += self.bias
         s = np.empty(v.shape, dtype=bool)

@@ -33,15 +33,16 @@ class IF(AbstractProcess):
     host reads N·T numbers per layer instead of per-neuron state.
     """
 
-    def __init__(self, *, shape: tuple[int, ...], vth: int, v_init: int, bias: np.ndarray,
+    def __init__(self, *, shape: tuple[int, ...], vth: int, v_init: np.ndarray | int, bias: np.ndarray,
                  reset_interval: int, reset_offset: int, num_samples: int,
                  v_min: int, v_max: int, name: str | None = None) -> None:
         super().__init__(shape=shape, name=name)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
-        self.v = Var(shape=shape, init=int(v_init))
+        v0 = np.broadcast_to(np.asarray(v_init, dtype=np.int64), shape).copy()  # per neuron (calibration)
+        self.v = Var(shape=shape, init=v0)
         self.vth = Var(shape=(1,), init=int(vth))
-        self.v_init = Var(shape=(1,), init=int(v_init))
+        self.v_init = Var(shape=shape, init=v0)
         self.bias = Var(shape=shape, init=np.broadcast_to(np.asarray(bias, dtype=np.int64), shape).copy())
         self.v_min = Var(shape=(1,), init=int(v_min))
         self.v_max = Var(shape=(1,), init=int(v_max))
