@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -54,6 +55,33 @@ def canonical_onnx(path: Path, **import_options):  # -> onnx.ModelProto
     raise ModelFileError(f"{path}: is an exported {kind} network, not a checkpoint or ONNX file")
 
 
+@dataclass(frozen=True)
+class SnnCalibOptions:
+    """`--snn-calib METHOD --target-T T --dataset D [--data-dir DIR] [--calib-samples N] [--seed S]`."""
+
+    method: str
+    target_T: int
+    dataset: str
+    data_dir: str | None = None
+    samples: int = 1024
+    seed: int = 0
+    progress: bool = True
+
+
+def calibrate_snn(net: IntNet, opts: SnnCalibOptions, *, show_passes: bool = False) -> IntNet:
+    """Post-conversion SNN calibration on training images (qcfs.toolchain.snn_calib); provenance in metadata."""
+    from qcfs.toolchain.snn_calib import calibrate
+    from qcfs.toolchain.snn_calib.sampling import calibration_images01
+
+    images, _ = calibration_images01(opts.dataset, opts.data_dir, tuple(net.input.shape), opts.samples, opts.seed)
+    provenance = {"dataset": opts.dataset, "split": "train", "seed": opts.seed}
+    out, report = calibrate(net, images, T=opts.target_T, method=opts.method, progress=opts.progress,
+                            provenance=provenance)
+    if show_passes:
+        print("\n".join(report.lines()))
+    return out
+
+
 def to_intnet(model, *, mode: str = "int", weight_bits: int = 8, show_passes: bool = False) -> IntNet:
     from qcfs.toolchain.convert import convert
 
@@ -74,12 +102,14 @@ def export(
     data_dir: str | None = None,
     L: int = 4,
     percentile: float = 99.9,
+    snn_calib: SnnCalibOptions | None = None,
 ) -> Path:
     kind = model_kind(model)
     import_options = dict(calibrate=calibrate, dataset=dataset, data_dir=data_dir, L=L, percentile=percentile)
     if kind in ("intnet", "lava"):
-        if backend != "lava" or kind != "intnet":
-            raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend lava")
+        if kind != "intnet" or backend not in ("lava", "intnet") or (backend == "intnet" and snn_calib is None):
+            raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend lava"
+                            " (or --backend intnet with --snn-calib)")
         net = load_intnet(model)
     else:
         if backend == "onnx":
@@ -90,6 +120,8 @@ def export(
             return out
         net = to_intnet(canonical_onnx(model, **import_options), mode=mode, weight_bits=weight_bits,
                         show_passes=show_passes)
+    if snn_calib is not None:
+        net = calibrate_snn(net, snn_calib, show_passes=show_passes)
     if backend == "intnet":
         return net.save(out)
     from qcfs.exporters.lava_export import export_lava

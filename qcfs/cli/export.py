@@ -1,4 +1,5 @@
-"""`qcfs-export MODEL --backend onnx|intnet|lava`: checkpoint -> ONNX -> canonical graph -> IntNet -> Lava."""
+"""`qcfs-export MODEL --backend onnx|intnet|lava`: checkpoint -> ONNX -> canonical graph -> IntNet -> Lava.
+With `--snn-calib METHOD --target-T T --dataset D` the IntNet is calibrated for low latency before it is written."""
 
 from __future__ import annotations
 
@@ -27,7 +28,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="dataset location for --calibrate")
     p.add_argument("--L", type=int, default=4, help="quantization steps for --calibrate (default 4)")
     p.add_argument("--percentile", type=float, default=99.9, help="activation percentile for λ (default 99.9)")
+    g = p.add_argument_group("SNN calibration (after conversion, on training images; README: Low latency)")
+    g.add_argument("--snn-calib", metavar="METHOD", choices=calib_methods(),
+                   help=f"tune per-channel integer biases / initial membranes for --target-T: {', '.join(calib_methods())}")
+    g.add_argument("--target-T", type=int, help="the time window the calibration optimises (needs --snn-calib)")
+    g.add_argument("--calib-samples", type=int, default=1024, help="training images to calibrate on (default 1024)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the calibration sample (default 0)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def calib_methods() -> tuple[str, ...]:
+    from qcfs.toolchain.snn_calib.methods import METHODS
+
+    return tuple(METHODS)
+
+
+def snn_calib_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The calibration request, or None; every value checked before any model is read."""
+    if args.snn_calib is None:
+        if args.target_T is not None:
+            raise QCFSError("--target-T applies to --snn-calib only")
+        return None
+    if args.backend not in ("intnet", "lava"):
+        raise QCFSError(f"--snn-calib writes an integer network: use --backend intnet or lava, not {args.backend}")
+    if args.mode != "int":
+        raise QCFSError("--snn-calib calibrates integer networks only (drop --mode float)")
+    if args.target_T is None or not 1 <= args.target_T <= 1024:
+        raise QCFSError(f"--snn-calib needs --target-T in 1..1024, got {args.target_T}")
+    if not args.dataset:
+        raise QCFSError("--snn-calib needs --dataset (training images to calibrate on)")
+    if not 1 <= args.calib_samples <= 1_000_000:
+        raise QCFSError(f"--calib-samples must be in 1..1000000, got {args.calib_samples}")
+    if args.seed < 0:
+        raise QCFSError(f"--seed must be >= 0, got {args.seed}")
+    from qcfs.pipeline import SnnCalibOptions
+
+    return SnnCalibOptions(method=args.snn_calib, target_T=args.target_T, dataset=args.dataset,
+                           data_dir=args.data_dir, samples=args.calib_samples, seed=args.seed,
+                           progress=not args.no_progress)
 
 
 def default_output(model: Path, backend: str) -> Path:
@@ -48,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         raise QCFSError(f"--L must be a positive integer, got {args.L}")
     if args.calibrate and not args.dataset:
         raise QCFSError("--calibrate relu needs --dataset (samples to measure activations on)")
+    snn_calib = snn_calib_options(args)
     model = Path(args.model)
     out = Path(args.output) if args.output else default_output(model, args.backend)
     from qcfs import pipeline
@@ -65,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir,
         L=args.L,
         percentile=args.percentile,
+        snn_calib=snn_calib,
     )
     print(f"wrote {written}", file=sys.stderr)
     return 0

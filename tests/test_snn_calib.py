@@ -1,0 +1,160 @@
+"""SNN calibration (qcfs.toolchain.snn_calib): invariants of every method, determinism, bit widths, the
+IntNet v2 round trip, bit-exactness of calibrated networks across backends, and the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import lava_nets
+from lava_helpers import lava_available
+from qcfs.errors import HardwareFitError
+from qcfs.intnet import HardwareProfile, load_intnet
+from qcfs.runtime.numpy_snn import simulate
+from qcfs.toolchain.snn_calib import METHODS, calibrate
+from qcfs.toolchain.snn_calib.trains import layer_current, run_if
+
+T_CAL = 2
+
+
+def _calibrated(method: str, make=lava_nets.residual_net, T: int = T_CAL, n: int = 48):  # type: ignore[no-untyped-def]
+    net = make()
+    return net, *calibrate(net, lava_nets.images(net, n, seed=1), T=T, method=method, progress=False)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_method_changes_only_bias_and_v_init_and_lowers_the_rate_error(method: str) -> None:
+    net, cal, report = _calibrated(method)
+    assert len(cal.layers) == len(net.layers)
+    for a, b in zip(net.layers, cal.layers):
+        assert a.threshold == b.threshold and a.shape == b.shape and a.depth == b.depth
+        for sa, sb in zip(a.synapses, b.synapses):
+            assert np.array_equal(sa.weight, sb.weight)  # calibration never changes weights
+        assert np.asarray(b.bias).dtype.kind == "i"
+        if b.kind == "if":
+            assert b.v_init_per_channel().shape == (b.channels,)
+            assert np.array_equal(b.v_init_per_channel(), np.rint(b.v_init_per_channel()))
+    if method.startswith("bias"):
+        assert all(np.all(b.v_init_per_channel() == a.v_init_per_channel()) for a, b in zip(net.if_layers, cal.if_layers))
+    else:
+        assert all(np.array_equal(a.bias, b.bias) for a, b in zip(net.if_layers, cal.if_layers))
+    # the per-channel search includes "no shift", so no layer's mean rate error can grow
+    for r in report.layers:
+        assert r.mean_abs_after <= r.mean_abs_before + 1e-12, r
+    assert any(r.mean_abs_after < r.mean_abs_before for r in report.layers)
+    meta = cal.metadata["snn_calibration"]
+    assert meta["method"] == method and meta["target_T"] == T_CAL and meta["samples"] == 48
+    assert "snn_calibration" not in net.metadata  # the input network is untouched
+
+
+def test_calibration_is_deterministic() -> None:
+    _, a, _ = _calibrated("potential-snn")
+    _, b, _ = _calibrated("potential-snn")
+    a.metadata.pop("snn_calibration"), b.metadata.pop("snn_calibration")  # holds the wall time
+    assert a.to_bytes() == b.to_bytes()
+
+
+def test_calibration_trains_equal_the_numpy_runtime() -> None:
+    """The layer-major trains calibration reasons about are exactly what the runtime simulates."""
+    net, cal, _ = _calibrated("potential-snn")
+    x = lava_nets.images(net, 16, seed=5)
+    from qcfs.semantics import encode_input
+
+    enc = encode_input(x, net.input.mean, net.input.std, net.input.scale, net.input.bits).transpose(0, 2, 3, 1)
+    trains: dict[str, np.ndarray] = {}
+    counts = {}
+    for layer in cal.if_layers:
+        cur = layer_current(cal, layer, trains, np.ascontiguousarray(enc))
+        tr, cnt = run_if(cur, 3, np.asarray(layer.bias), layer.v_init_per_channel().astype(np.int64),
+                         int(layer.threshold), cal.profile.membrane_bits)
+        trains[layer.name] = tr
+        counts[layer.name] = cnt.reshape(len(x), -1).sum(axis=1)
+    ref = simulate(cal, x, [3], progress=False)
+    for name, c in counts.items():
+        assert np.array_equal(c, ref.spikes[3][name]), name
+
+
+def test_calibrated_network_round_trips_as_version_2(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _, cal, _ = _calibrated("potential")
+    path = cal.save(tmp_path / "c.intnet.npz")
+    back = load_intnet(path)
+    assert json.loads(np.load(path)["__header__"].tobytes())["version"] == 2
+    for a, b in zip(cal.layers, back.layers):
+        assert np.array_equal(np.asarray(a.bias), np.asarray(b.bias))
+        if a.kind == "if":
+            assert np.array_equal(a.v_init_per_channel(), b.v_init_per_channel())
+    assert back.metadata["snn_calibration"]["method"] == "potential"
+    x = lava_nets.images(cal, 8)
+    r1, r2 = simulate(cal, x, [1, 2], progress=False), simulate(back, x, [1, 2], progress=False)
+    assert all(np.array_equal(r1.logits[t], r2.logits[t]) for t in (1, 2))
+
+
+def test_version_1_files_still_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    net = lava_nets.digits_net()
+    raw = zipfile.ZipFile(io.BytesIO(net.to_bytes()))
+    arrays = {n[:-4]: np.load(io.BytesIO(raw.read(n))) for n in raw.namelist()}
+    hdr = json.loads(arrays["__header__"].tobytes())
+    hdr["version"] = 1
+    arrays["__header__"] = np.frombuffer(json.dumps(hdr).encode(), dtype=np.uint8)
+    path = tmp_path / "v1.intnet.npz"
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    back = load_intnet(path)
+    assert [lay.v_init for lay in back.if_layers] == [lay.v_init for lay in net.if_layers]
+
+
+def test_bias_that_does_not_fit_its_bit_width_names_the_layer() -> None:
+    net = lava_nets.digits_net()
+    net.profile = HardwareProfile(bias_bits=2)  # [-2, 1]: any real correction overflows
+    with pytest.raises(HardwareFitError, match=r"layer \w+: calibrated bias .* does not fit 2-bit"):
+        calibrate(net, lava_nets.images(net, 32), T=1, method="bias", progress=False)
+
+
+def test_v_init_that_does_not_fit_the_membrane_names_the_layer() -> None:
+    net = lava_nets.digits_net()
+    for layer in net.if_layers:  # v_init already at the top of a 24-bit membrane: any upward shift overflows
+        layer.v_init = (1 << 23) - 1
+        layer.threshold = 1 << 23
+    net.input.scale = 1.0
+    with pytest.raises(HardwareFitError, match=r"layer \w+: calibrated v_init .* does not fit the 24-bit"):
+        calibrate(net, lava_nets.images(net, 32), T=1, method="potential", progress=False)
+
+
+def test_calibrated_networks_are_bit_exact_on_torch() -> None:
+    from qcfs.runtime.torch_snn import simulate_torch
+
+    for make in (lava_nets.digits_net, lava_nets.residual_net):
+        _, cal, _ = _calibrated("potential-snn", make=make)
+        x = lava_nets.images(cal, 12, seed=3)
+        a = simulate(cal, x, [1, 2, 4], progress=False)
+        b = simulate_torch(cal, x, [1, 2, 4], progress=False)
+        for t in (1, 2, 4):
+            assert np.array_equal(a.logits[t], b.logits[t])
+            assert all(np.array_equal(a.spikes[t][k], b.spikes[t][k]) for k in a.spikes[t])
+        pipelined = simulate(cal, x, [1, 2, 4], timing="pipelined", progress=False)
+        for t in (1, 2, 4):
+            assert np.array_equal(a.logits[t], pipelined.logits[t])
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("make", [lava_nets.digits_net, lava_nets.residual_net], ids=lambda f: f.__name__)
+@pytest.mark.lava
+@pytest.mark.skipif(not lava_available(), reason="lava-nc not installed (scripts/setup_env.sh installs it)")
+def test_calibrated_networks_are_bit_exact_on_lava(make, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Per-channel v_init and shifted biases reach Lava's IF processes unchanged: counts ≡ NumPy."""
+    from qcfs.exporters.lava_export import export_lava
+    from qcfs.runtime.lava.backend import simulate_lava
+
+    _, cal, _ = _calibrated("potential-snn", make=make)
+    assert any(np.ptp(lay.v_init_per_channel()) > 0 for lay in cal.if_layers)  # really per channel
+    x = lava_nets.images(cal, 10, seed=4)
+    path = export_lava(cal, tmp_path / "cal.lava.npz")
+    res = simulate_lava(path, x, [1, 2, 4], progress=False, timeout_s=200)
+    ref = simulate(cal, x, [1, 2, 4], progress=False)
+    for t in (1, 2, 4):
+        assert np.array_equal(res.logits[t], ref.logits[t])
+        assert all(np.array_equal(res.spikes[t][k], ref.spikes[t][k]) for k in ref.spikes[t])

@@ -1,0 +1,127 @@
+"""Post-conversion calibration methods: one small class each, stating what it minimises.
+
+Every method tunes, for one IF layer at a time (inputs already calibrated), per-channel *integer* shifts of
+the layer's bias and/or initial membrane v_init. Weights and θ never change, so the result is the same
+integer hardware network with different constants (Li et al., "A Free Lunch From ANN: Towards Efficient,
+Accurate Spiking Neural Networks Calibration", ICML 2021: bias correction BC and potential correction PC).
+
+Notation (per neuron k, target window T): n_k = SNN spike count in T steps; the quantized ANN's count at
+T = L is c_k ∈ {0..L}, so its rate at any T is c_k / L and the count it asks for at T is T·c_k/L.
+  target "ann"   c_k from the ANN's own inputs (the network the IntNet encodes; Li et al.'s BC/PC)
+  target "snn"   c_k from the layer's *SNN* inputs: the QCFS function of the calibrated sources' rates
+                 (Li et al.'s "advanced" variants); it asks the layer to be right given what it receives.
+The mean of n_k − T·c_k/L over a channel (samples × positions) is monotone in either shift, so the shift that
+makes it closest to 0 is found exactly by per-channel bisection over integers (`match_mean`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import numpy as np
+
+
+def channel_mean(x: np.ndarray) -> np.ndarray:
+    """Mean over every axis but the last (channel-last layout): [N, H, W, C] or [N, n] -> [C]."""
+    return x.reshape(-1, x.shape[-1]).mean(axis=0, dtype=np.float64)
+
+
+def match_mean(mean_at: Callable[[np.ndarray], np.ndarray], target: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Per channel, the integer shift δ ∈ [lo, hi] whose mean count is closest to `target`.
+
+    `mean_at(δ)` (δ: int64 [C]) returns the per-channel mean count, non-decreasing in δ. Bisection finds the
+    smallest δ with mean ≥ target, then δ − 1 wins where it is closer (ties keep the smaller |δ|)."""
+    c = len(target)
+    lo_v, hi_v = np.full(c, lo, np.int64), np.full(c, hi, np.int64)
+    while np.any(lo_v < hi_v):
+        mid = (lo_v + hi_v) // 2
+        ok = mean_at(mid) >= target
+        hi_v = np.where(ok, mid, hi_v)
+        lo_v = np.where(ok, lo_v, np.minimum(mid + 1, hi_v))
+    up = lo_v
+    down = np.maximum(up - 1, lo)
+    err_up = np.abs(mean_at(up) - target)
+    err_down = np.abs(mean_at(down) - target)
+    pick_down = (err_down < err_up) | ((err_down == err_up) & (np.abs(down) < np.abs(up)))
+    return np.where(pick_down, down, up)
+
+
+@dataclass
+class LayerProblem:
+    """What a method sees for one layer: `counts_at(d_bias, d_v)` runs the layer's T steps on the stored
+    calibrated inputs with per-channel shifts and returns counts [N, ..., C]; `target` is T·c/L per neuron."""
+
+    name: str
+    T: int
+    theta: int
+    target: np.ndarray
+    counts_at: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    channels: int
+
+
+class CalibrationMethod:
+    """(base) Subclasses state in the first docstring paragraph what they minimise."""
+
+    name: ClassVar[str] = ""
+    target: ClassVar[str] = "ann"  # "ann" | "snn" (see module docstring)
+
+    @classmethod
+    def objective(cls) -> str:
+        para = (cls.__doc__ or "").strip().split("\n\n")[0]
+        return " ".join(line.strip() for line in para.splitlines())
+
+    def solve(self, p: LayerProblem) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - interface
+        """Per-channel (Δbias, Δv_init), int64 [C] each."""
+        raise NotImplementedError
+
+
+def _zero(p: LayerProblem) -> np.ndarray:
+    return np.zeros(p.channels, np.int64)
+
+
+class BiasCorrection(CalibrationMethod):
+    """Per channel, the integer bias shift (added every step) that makes the channel's mean spike count at the
+    target T closest to the quantized ANN's T·c/L (Li et al. 2021, BC)."""
+
+    name = "bias"
+
+    def solve(self, p: LayerProblem) -> tuple[np.ndarray, np.ndarray]:
+        tgt = channel_mean(p.target)
+        zero = _zero(p)
+        db = match_mean(lambda d: channel_mean(p.counts_at(d, zero)), tgt, -p.theta, p.theta)
+        return db, zero
+
+
+class PotentialCorrection(CalibrationMethod):
+    """Per channel, the integer shift of the initial membrane v(0) that makes the channel's mean spike count at
+    the target T closest to the quantized ANN's T·c/L (Li et al. 2021, PC): a one-time offset, so unlike a
+    bias it fades at longer T."""
+
+    name = "potential"
+
+    def solve(self, p: LayerProblem) -> tuple[np.ndarray, np.ndarray]:
+        tgt = channel_mean(p.target)
+        zero = _zero(p)
+        dv = match_mean(lambda d: channel_mean(p.counts_at(zero, d)), tgt, -p.T * p.theta, p.T * p.theta)
+        return zero, dv
+
+
+class AdvancedBiasCorrection(BiasCorrection):
+    """As BiasCorrection, but the target is the QCFS function of the layer's SNN inputs (the calibrated
+    sources' rates), so each layer is made right for what it actually receives (Li et al.'s advanced BC)."""
+
+    name = "bias-snn"
+    target = "snn"
+
+
+class AdvancedPotentialCorrection(PotentialCorrection):
+    """As PotentialCorrection, with the target computed from the layer's SNN inputs (advanced PC)."""
+
+    name = "potential-snn"
+    target = "snn"
+
+
+METHODS: dict[str, type[CalibrationMethod]] = {
+    m.name: m for m in (BiasCorrection, PotentialCorrection, AdvancedBiasCorrection, AdvancedPotentialCorrection)
+}
