@@ -21,6 +21,12 @@ x_int = clip(rint(x·scale), −2^(bits−1), 2^(bits−1)−1); `scale` is part
 Readout: the last layer has no neuron. Its current I(t) is accumulated over the T steps; prediction =
 argmax of the accumulated current (ties resolve to the lowest class index, as numpy.argmax).
 
+Two-phase inference (COS-style offset correction, Hao et al., ICLR 2023; `qcfs-run --pre-steps ρ`): run ρ
+steps as above, then every IF neuron restarts its window from v ← sat(v_init + θ·floor(v(ρ)/θ)): a residual
+v(ρ) < 0 means the neuron emitted floor(v/θ) < 0 spikes more than its input supports (v ≥ θ: fewer), and the
+same offset is taken off its next window. Readout accumulators and spike counts restart at 0; accuracy and
+counts refer to the T steps after the ρ pre-steps, and the latency is ρ + T (+ depth when pipelined).
+
 Timing disciplines (both produce identical counts over each layer's own T-step window):
   * layer-synchronous: at step t every layer, in topological order, integrates the spikes its sources
     emitted at the same step t.
@@ -55,6 +61,16 @@ def fire(v: np.ndarray, theta: float | int, v_limits: tuple[int, int] | None, sp
         np.clip(v, v_limits[0], v_limits[1], out=v)
     np.greater_equal(v, theta, out=spikes)
     np.subtract(v, v.dtype.type(theta), out=v, where=spikes)
+
+
+def offset_restart(v: np.ndarray, v_init: np.ndarray | float | int, theta: float | int,
+                   v_limits: tuple[int, int] | None) -> None:
+    """Two-phase inference, in place: v ← sat(v_init + θ·floor(v/θ)) (see the module docstring)."""
+    offset = np.floor_divide(v, v.dtype.type(theta))
+    v[...] = v_init
+    v += offset * v.dtype.type(theta)
+    if v_limits is not None:
+        np.clip(v, v_limits[0], v_limits[1], out=v)
 
 
 def if_step(

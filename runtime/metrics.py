@@ -8,6 +8,8 @@ Definitions (documented in qcfs-run --help and BENCHMARKS.md):
                           averaged over the layer's neurons (exact totals for dense, border-aware for conv:
                           numpy_synapse.synapse_fanout). The input is a constant current (direct encoding),
                           not spikes, so it adds no synops.
+  * latency (steps)       hardware steps from a sample's first input step to its last readout step when run
+                          pipelined as on Loihi/Lava: pre-steps ρ (two-phase inference) + T + depth(readout)
   * ANN MACs/sample       Σ over all synapse stages of outputs × fan-in, from the IntNet shapes. Average pools
                           composed into the next conv count at the composed kernel's size.
 """
@@ -28,6 +30,7 @@ class NetStats:
     neurons: dict[str, int]  # IF layer -> neuron count
     fanout: dict[str, float]  # IF layer -> mean outgoing synapses per neuron (all consumers)
     ann_macs: int
+    readout_depth: int = 0
 
     @property
     def total_neurons(self) -> int:
@@ -44,7 +47,7 @@ def net_stats(net: IntNet) -> NetStats:
             if syn.source in fanout:
                 fanout[syn.source] += synapse_fanout(syn, shapes[syn.source], tuple(layer.shape))
     neurons = {layer.name: int(np.prod(layer.shape)) for layer in net.if_layers}
-    return NetStats(neurons=neurons, fanout=fanout, ann_macs=macs)
+    return NetStats(neurons=neurons, fanout=fanout, ann_macs=macs, readout_depth=int(net.readout.depth))
 
 
 def per_t_rows(result: SimResult, stats: NetStats, labels: np.ndarray | None) -> list[dict]:
@@ -58,6 +61,8 @@ def per_t_rows(result: SimResult, stats: NetStats, labels: np.ndarray | None) ->
             acc = float(np.mean(result.predictions(t) == np.asarray(labels)))
         rows.append({
             "T": t,
+            "pre_steps": result.pre_steps,
+            "latency_steps": result.pre_steps + t + stats.readout_depth,
             "accuracy": acc,
             "spikes_per_sample": total,
             "spikes_per_layer": per_layer,

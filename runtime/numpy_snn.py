@@ -29,7 +29,7 @@ from tqdm import tqdm
 from qcfs.intnet import IntNet, Layer
 from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, exact_bound
 from qcfs.runtime.result import SimResult
-from qcfs.semantics import encode_input, fire, membrane_limits
+from qcfs.semantics import encode_input, fire, membrane_limits, offset_restart
 
 TIMINGS = ("sync", "pipelined")
 PRECISIONS = ("auto", "float64")
@@ -209,10 +209,12 @@ def simulate(
     raster_neurons: int = 0,
     progress: bool = True,
     precision: str = "auto",
+    pre_steps: int = 0,
 ) -> SimResult:
     """Simulate `images01` ([N, C, H, W] in [0, 1]) for max(Ts) steps; counts and logits at every T in Ts.
 
     precision="float64" disables the float32 GEMM path (for tests: both must give identical integers).
+    pre_steps=ρ > 0: two-phase inference (qcfs.semantics.offset_restart), layer-synchronous timing only.
     """
     Ts = sorted({int(t) for t in Ts})
     if not Ts or Ts[0] < 1:
@@ -221,6 +223,8 @@ def simulate(
         raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    if pre_steps < 0 or (pre_steps and timing != "sync"):
+        raise ValueError("pre_steps must be >= 0 and needs timing='sync'")
     images01 = np.asarray(images01)
     if images01.ndim == 3:
         images01 = images01[:, None]
@@ -238,7 +242,7 @@ def simulate(
     spikes = {t: {lp.name: np.zeros(n, dtype=np.int64) for lp in plans[:-1]} for t in Ts}
     raster: dict[str, np.ndarray] = {}
     ctx = _Context(plans, Ts, integer, membrane_limits(net.profile.membrane_bits) if integer else None,
-                   raster_neurons)
+                   raster_neurons, pre_steps)
     run = _run_sync if timing == "sync" else _run_stream
     for start in tqdm(range(0, n, batch_size), desc=f"numpy SNN ({timing})", disable=not progress, leave=False):
         x = np.ascontiguousarray(x_all[start : start + batch_size].transpose(0, 2, 3, 1))
@@ -248,7 +252,8 @@ def simulate(
             for name, c in out_counts[t].items():
                 spikes[t][name][start : start + len(x)] = c
         raster.update(r)
-    return SimResult(Ts=Ts, logits=logits, spikes=spikes, raster=raster, backend="numpy", timing=timing)
+    return SimResult(Ts=Ts, logits=logits, spikes=spikes, raster=raster, backend="numpy", timing=timing,
+                     pre_steps=pre_steps)
 
 
 @dataclass
@@ -258,6 +263,7 @@ class _Context:
     integer: bool
     limits: tuple[int, int] | None
     raster_neurons: int
+    pre_steps: int = 0
 
     @property
     def acc_dtype(self) -> type:
@@ -277,7 +283,9 @@ def _run_sync(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignore[
     k = ctx.raster_neurons if want_raster else 0
     raster = {lp.name: np.zeros((ctx.Ts[-1], k), dtype=bool) for lp in ctx.plans[:-1]} if k else {}
     snap_logits, snap_counts = {}, {}
-    for t in range(1, ctx.Ts[-1] + 1):
+    rho = ctx.pre_steps
+    for step in range(1, rho + ctx.Ts[-1] + 1):
+        t = step - rho  # step within the counted window (<= 0 during the pre-steps)
         for lp in ctx.plans:
             target = acc if lp.is_readout else v[lp.name]
             cur = spike_current(lp, out)
@@ -290,8 +298,13 @@ def _run_sync(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignore[
             s = out[lp.name]
             fire(target, lp.threshold, ctx.limits, s)
             counts[lp.name] += np.count_nonzero(s.reshape(b, -1), axis=1)
-            if k:
+            if k and t >= 1:
                 raster[lp.name][t - 1] = _raster_row(s[0], k)
+        if rho and t == 0:  # end of the pre-steps: offset correction, then the counted window starts
+            for lp in ctx.plans[:-1]:
+                offset_restart(v[lp.name], lp.v_init, lp.threshold, ctx.limits)
+                counts[lp.name][...] = 0
+            acc[...] = 0
         if t in ctx.Ts:
             snap_logits[t] = acc.reshape(b, -1).copy()
             snap_counts[t] = {name: c.copy() for name, c in counts.items()}

@@ -15,6 +15,7 @@ class SimResult:
                        float64 in float mode)
     spikes[T][layer]   spike count of each sample over its first T steps, summed over the layer, int64 [N]
     raster             optional: layer -> bool [T_max, k] spikes of the first k neurons of sample 0
+    pre_steps          ρ of two-phase inference: counts and logits cover the T steps after the ρ pre-steps
     """
 
     Ts: list[int]
@@ -23,6 +24,7 @@ class SimResult:
     raster: dict[str, np.ndarray] = field(default_factory=dict)
     backend: str = "numpy"
     timing: str = "sync"
+    pre_steps: int = 0  # two-phase inference: steps run before the counted window (0: one phase)
 
     @property
     def T_max(self) -> int:

@@ -30,8 +30,8 @@ def _synapse_current(syn: Synapse, w: torch.Tensor, src: torch.Tensor) -> torch.
 
 
 def simulate_torch(net: IntNet, images01: np.ndarray, Ts: list[int], *, batch_size: int = 256,
-                   device: str | torch.device = "cpu", progress: bool = True) -> SimResult:
-    """Same contract as qcfs.runtime.numpy_snn.simulate with timing="sync"."""
+                   device: str | torch.device = "cpu", progress: bool = True, pre_steps: int = 0) -> SimResult:
+    """Same contract as qcfs.runtime.numpy_snn.simulate with timing="sync" (pre_steps: two-phase inference)."""
     Ts = sorted(set(int(t) for t in Ts))
     if not Ts or Ts[0] < 1:
         raise ValueError("every T must be a positive integer")
@@ -53,13 +53,13 @@ def simulate_torch(net: IntNet, images01: np.ndarray, Ts: list[int], *, batch_si
     for start in tqdm(batches, desc="torch SNN", disable=not progress, leave=False):
         x = torch.as_tensor(np.asarray(x_all[start : start + batch_size], dtype=np.float64), device=dev)
         b = len(x)
-        out = _run_batch(net, x, Ts, weights, biases, lim, integer)
+        out = _run_batch(net, x, Ts, weights, biases, lim, integer, pre_steps)
         for t in Ts:
             acc, counts = out[t]
             logits[t][start : start + b] = acc
             for name, c in counts.items():
                 spikes[t][name][start : start + b] = c
-    return SimResult(Ts=Ts, logits=logits, spikes=spikes, backend="torch", timing="sync")
+    return SimResult(Ts=Ts, logits=logits, spikes=spikes, backend="torch", timing="sync", pre_steps=pre_steps)
 
 
 def _current(layer: Layer, state: dict[str, torch.Tensor], weights, biases, integer: bool) -> torch.Tensor:
@@ -74,7 +74,8 @@ def _current(layer: Layer, state: dict[str, torch.Tensor], weights, biases, inte
 
 
 @torch.no_grad()
-def _run_batch(net: IntNet, x: torch.Tensor, Ts: list[int], weights, biases, lim, integer: bool):  # type: ignore[no-untyped-def]
+def _run_batch(net: IntNet, x: torch.Tensor, Ts: list[int], weights, biases, lim, integer: bool,  # type: ignore[no-untyped-def]
+               pre_steps: int = 0):
     state: dict[str, torch.Tensor] = {"input": x}
     v: dict[str, torch.Tensor] = {}
     counts = {l.name: torch.zeros(len(x), dtype=torch.int64, device=x.device) for l in net.if_layers}
@@ -83,7 +84,9 @@ def _run_batch(net: IntNet, x: torch.Tensor, Ts: list[int], weights, biases, lim
     constant = {l.name: _current(l, state, weights, biases, integer)
                 for l in net.layers if all(s.source == "input" for s in l.synapses)}
     results = {}
-    for t in range(1, max(Ts) + 1):
+    v_init: dict[str, torch.Tensor] = {}
+    for step in range(1, pre_steps + max(Ts) + 1):
+        t = step - pre_steps  # <= 0 during the pre-steps of two-phase inference
         for layer in net.layers:
             cur = constant.get(layer.name)
             if cur is None:
@@ -93,8 +96,8 @@ def _run_batch(net: IntNet, x: torch.Tensor, Ts: list[int], weights, biases, lim
                 continue
             if layer.name not in v:
                 v0 = torch.as_tensor(layer.v_init_per_channel(), dtype=cur.dtype, device=cur.device)
-                v[layer.name] = v0.view(1, -1, 1, 1).expand_as(cur).clone() if cur.dim() == 4 \
-                    else v0.view(1, -1).expand_as(cur).clone()
+                v_init[layer.name] = v0.view(1, -1, 1, 1) if cur.dim() == 4 else v0.view(1, -1)
+                v[layer.name] = v_init[layer.name].expand_as(cur).clone()
             mem = v[layer.name]
             mem += cur
             if lim is not None:
@@ -104,6 +107,14 @@ def _run_batch(net: IntNet, x: torch.Tensor, Ts: list[int], weights, biases, lim
             mem -= sf * float(layer.threshold)
             state[layer.name] = sf
             counts[layer.name] += s.reshape(len(x), -1).sum(1)
+        if pre_steps and t == 0:  # qcfs.semantics.offset_restart, in torch
+            for layer in net.if_layers:
+                th = float(layer.threshold)
+                v[layer.name] = v_init[layer.name] + th * torch.floor(v[layer.name] / th)
+                if lim is not None:
+                    v[layer.name].clamp_(lim[0], lim[1])
+                counts[layer.name].zero_()
+            acc = None
         if t in Ts:
             assert acc is not None
             a = acc.cpu().numpy()

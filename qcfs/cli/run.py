@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lava-json", metavar="FILE",
                    help="with --report: results of an earlier `qcfs-run --backend lava --json FILE` to plot")
     p.add_argument("--normalize", type=parse_normalize, help=NORMALIZE_HELP)
+    p.add_argument("--pre-steps", type=int, default=0, metavar="RHO",
+                   help="two-phase inference: run RHO steps, correct each neuron's offset spikes, then count T "
+                        "steps (numpy/torch, sync timing; latency reported as RHO + T + depth)")
     p.add_argument("--timeout", type=positive_int, default=3600, help="lava backend: seconds (default 3600)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -115,6 +118,11 @@ def check_args(args: argparse.Namespace) -> None:
         raise QCFSError(f"--device applies to --backend torch only (got --backend {args.backend})")
     if args.backend == "torch":
         check_torch_device(args.device)
+    if not 0 <= args.pre_steps <= 1024:
+        raise QCFSError(f"--pre-steps must be in 0..1024, got {args.pre_steps}")
+    if args.pre_steps and (args.backend == "lava" or args.timing == "pipelined"):
+        raise QCFSError("--pre-steps (two-phase inference) runs on --backend numpy or torch with --timing sync; "
+                        "Lava's IF process has no phase schedule")
     if args.lava_json and not args.report:
         raise QCFSError("--lava-json only adds points to a report; pass --report DIR too")
 
@@ -205,16 +213,17 @@ def simulate(net: IntNet, images01: np.ndarray, args: argparse.Namespace, raster
         return simulate_lava(lava_file or net, images01, args.Ts, timeout_s=args.timeout, progress=progress)
     if args.backend == "torch":
         return simulate_on_torch(net, images01, args)
-    return simulate_numpy(net, images01, args.Ts, args.timing, args.batch, raster_neurons, progress)
+    return simulate_numpy(net, images01, args.Ts, args.timing, args.batch, raster_neurons, progress,
+                          args.pre_steps)
 
 
 def simulate_numpy(net: IntNet, images01: np.ndarray, Ts: list[int], timing: str, batch: int,
-                   raster_neurons: int, progress: bool) -> SimResult:
+                   raster_neurons: int, progress: bool, pre_steps: int = 0) -> SimResult:
     from qcfs.runtime.numpy_snn import simulate as simulate_np
 
     try:
         return simulate_np(net, images01, Ts, timing=timing, batch_size=batch, raster_neurons=raster_neurons,
-                           progress=progress)
+                           progress=progress, pre_steps=pre_steps)
     except ValueError as err:
         raise QCFSError(f"cannot simulate this network: {err}") from None
 
@@ -236,7 +245,7 @@ def simulate_on_torch(net: IntNet, images01: np.ndarray, args: argparse.Namespac
         raise BackendError(f"torch backend unavailable ({err}); install torch") from None
     try:
         return simulate_torch(net, images01, args.Ts, batch_size=args.batch, device=args.device or "cpu",
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, pre_steps=args.pre_steps)
     except ValueError as err:
         raise QCFSError(f"cannot simulate this network: {err}") from None
 
@@ -246,12 +255,13 @@ def _pct(x: float | None) -> str:
 
 
 def format_table(rows: list[dict], ann_acc: float | None) -> str:
-    head = f"{'T':>5} {'ANN acc %':>10} {'SNN acc %':>10} {'spikes/sample':>14} {'spikes/neuron/step':>19} " \
-           f"{'synops/sample':>14}"
+    head = f"{'T':>5} {'latency':>8} {'ANN acc %':>10} {'SNN acc %':>10} {'spikes/sample':>14} " \
+           f"{'spikes/neuron/step':>19} {'synops/sample':>14}"
     lines = [head]
     for r in rows:
-        lines.append(f"{r['T']:>5} {_pct(ann_acc):>10} {_pct(r['accuracy']):>10} {r['spikes_per_sample']:>14.1f} "
-                     f"{r['spikes_per_neuron_per_step']:>19.4f} {r['synops_per_sample']:>14.4g}")
+        lines.append(f"{r['T']:>5} {r['latency_steps']:>8} {_pct(ann_acc):>10} {_pct(r['accuracy']):>10} "
+                     f"{r['spikes_per_sample']:>14.1f} {r['spikes_per_neuron_per_step']:>19.4f} "
+                     f"{r['synops_per_sample']:>14.4g}")
     return "\n".join(lines)
 
 
@@ -307,9 +317,20 @@ def summarize(args: argparse.Namespace, model: Path, net: IntNet, result: SimRes
         "command": command, "model": str(model), "dataset": args.dataset, "backend": backend,
         "mode": net.mode, "samples": int(len(labels)), "ann_accuracy": ann_acc, "timing": result.timing,
         "ann_macs_per_sample": stats.ann_macs, "neurons": stats.total_neurons,
-        "results": [{k: r[k] for k in ("T", "accuracy", "spikes_per_sample", "spikes_per_layer",
-                                       "synops_per_sample", "spikes_per_neuron_per_step")} for r in rows],
+        "snn_calibration": calibration_provenance(net),
+        "results": [{k: r[k] for k in ("T", "pre_steps", "latency_steps", "accuracy", "spikes_per_sample",
+                                       "spikes_per_layer", "synops_per_sample", "spikes_per_neuron_per_step")}
+                    for r in rows],
     }
+
+
+def calibration_provenance(net: IntNet) -> dict[str, Any] | None:
+    """What `qcfs-export --snn-calib` recorded (method, target T, samples, seed, data), without the
+    per-layer error table; None for an uncalibrated network."""
+    meta = net.metadata.get("snn_calibration")
+    if not isinstance(meta, dict):
+        return None
+    return {k: v for k, v in meta.items() if k != "rate_error"}
 
 
 def write_outputs(args: argparse.Namespace, doc: dict[str, Any], result: SimResult) -> None:
@@ -343,7 +364,8 @@ def run_companion(args: argparse.Namespace, first: Run, canon: onnx.ModelProto |
                             args.normalize)
     timing = args.timing if args.backend == "numpy" else "sync"
     print(f"report: also simulating the {other.mode}-mode network (numpy, {timing})")
-    result = simulate_numpy(other, images, args.Ts, timing, args.batch, RASTER_NEURONS, not args.no_progress)
+    result = simulate_numpy(other, images, args.Ts, timing, args.batch, RASTER_NEURONS, not args.no_progress,
+                            args.pre_steps)
     doc = summarize(args, Path(first.doc["model"]), other, result, labels, first.doc["ann_accuracy"],
                     first.doc["command"], backend="numpy")
     return Run(other, result, doc)
@@ -354,7 +376,7 @@ def report_raster(run: Run, images: np.ndarray, args: argparse.Namespace) -> dic
     that one sample (torch and Lava record no raster)."""
     if run.result.raster:
         return dict(run.result.raster)
-    one = simulate_numpy(run.net, images[:1], [max(args.Ts)], "sync", 1, RASTER_NEURONS, False)
+    one = simulate_numpy(run.net, images[:1], [max(args.Ts)], "sync", 1, RASTER_NEURONS, False, args.pre_steps)
     return dict(one.raster)
 
 
