@@ -70,13 +70,18 @@ class SnnCalibOptions:
 
 def calibrate_snn(net: IntNet, opts: SnnCalibOptions, *, show_passes: bool = False) -> IntNet:
     """Post-conversion SNN calibration on training images (qcfs.toolchain.snn_calib); provenance in metadata."""
-    from qcfs.toolchain.snn_calib import calibrate
+    from qcfs.toolchain.snn_calib import calibrate, calibrate_auto
     from qcfs.toolchain.snn_calib.sampling import calibration_images01
 
-    images, _ = calibration_images01(opts.dataset, opts.data_dir, tuple(net.input.shape), opts.samples, opts.seed)
+    images, labels, _ = calibration_images01(opts.dataset, opts.data_dir, tuple(net.input.shape), opts.samples,
+                                             opts.seed)
     provenance = {"dataset": opts.dataset, "split": "train", "seed": opts.seed}
-    out, report = calibrate(net, images, T=opts.target_T, method=opts.method, progress=opts.progress,
-                            provenance=provenance)
+    if opts.method == "auto":
+        out, report = calibrate_auto(net, images, labels, T=opts.target_T, progress=opts.progress,
+                                     provenance=provenance)
+    else:
+        out, report = calibrate(net, images, T=opts.target_T, method=opts.method, progress=opts.progress,
+                                provenance=provenance, labels=labels)
     if show_passes:
         print("\n".join(report.lines()))
     return out

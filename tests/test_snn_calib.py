@@ -223,3 +223,19 @@ def test_export_and_run_a_calibrated_digits_network(capsys, tmp_path) -> None:  
         else:
             assert doc["snn_calibration"] is None
     assert acc["cal"][1] > acc["plain"][1] + 0.3  # measured: 9.7 % -> ~90 % on the shipped digits model
+
+
+def test_auto_keeps_the_candidate_that_classifies_the_training_images_best() -> None:
+    from qcfs.toolchain.snn_calib import AUTO_CANDIDATES, calibrate_auto
+
+    net = lava_nets.residual_net()
+    x = lava_nets.images(net, 40, seed=1)
+    labels = simulate(net, x, [8], progress=False).predictions(8)  # "labels" a long window agrees with
+    cal, report = calibrate_auto(net, x, labels, T=1, progress=False)
+    auto = cal.metadata["snn_calibration"]["auto"]
+    assert set(auto["candidates"]) == set(AUTO_CANDIDATES)
+    assert auto["candidates"][auto["chosen"]] == max(auto["candidates"].values())
+    assert report.method == f"auto -> {auto['chosen']}"
+    # the accuracy calibration reports is the one the runtime measures on the same images
+    assert np.mean(simulate(cal, x, [1], progress=False).predictions(1) == labels) == pytest.approx(
+        report.train_accuracy)

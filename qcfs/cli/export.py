@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def calib_methods() -> tuple[str, ...]:
-    from qcfs.toolchain.snn_calib.methods import METHODS
+    from qcfs.toolchain.snn_calib import METHOD_NAMES
 
-    return tuple(METHODS)
+    return METHOD_NAMES
 
 
 def snn_calib_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -1,6 +1,8 @@
 """Post-conversion SNN calibration (`qcfs-export --snn-calib METHOD --target-T T`): see calibrate.py."""
 
-from qcfs.toolchain.snn_calib.calibrate import CalibrationReport, calibrate
+from qcfs.toolchain.snn_calib.calibrate import AUTO_CANDIDATES, CalibrationReport, calibrate, calibrate_auto
 from qcfs.toolchain.snn_calib.methods import METHODS
 
-__all__ = ["METHODS", "CalibrationReport", "calibrate"]
+METHOD_NAMES = (*METHODS, "auto")
+
+__all__ = ["AUTO_CANDIDATES", "METHODS", "METHOD_NAMES", "CalibrationReport", "calibrate", "calibrate_auto"]

@@ -48,10 +48,12 @@ class CalibrationReport:
     samples: int
     seconds: float = 0.0
     layers: list[LayerReport] = field(default_factory=list)
+    train_accuracy: float | None = None  # of the calibrated SNN at target_T on the calibration images
 
     def lines(self) -> list[str]:
+        acc = "" if self.train_accuracy is None else f", accuracy on them {100 * self.train_accuracy:.2f} %"
         out = [f"snn-calib {self.method} at T={self.target_T} on {self.samples} training images "
-               f"({self.seconds:.1f} s); rate error |mean(n/T - c/L)| per layer, before -> after:"]
+               f"({self.seconds:.1f} s{acc}); rate error |mean(n/T - c/L)| per layer, before -> after:"]
         for r in self.layers:
             out.append(f"  {r.name:<24} mean {r.mean_abs_before:.4f} -> {r.mean_abs_after:.4f}   "
                        f"rms {r.rms_before:.4f} -> {r.rms_after:.4f}   "
@@ -110,9 +112,11 @@ def _check_fit(net: IntNet, layer: Layer) -> None:
 
 
 def calibrate(net: IntNet, images01: np.ndarray, *, T: int, method: str, progress: bool = True,
-              correct_readout: bool = True, provenance: dict[str, Any] | None = None
-              ) -> tuple[IntNet, CalibrationReport]:
+              correct_readout: bool = True, provenance: dict[str, Any] | None = None,
+              labels: np.ndarray | None = None) -> tuple[IntNet, CalibrationReport]:
     """Calibrated copy of an integer IntNet for window T on `images01` ([N, C, H, W] in [0, 1], training split).
+    With `labels`, the report also holds the calibrated SNN's accuracy at T on these images (free: the readout
+    is computed anyway).
 
     Deterministic: the result depends only on the network, the images and T (exact integer arithmetic)."""
     if net.mode != "int":
@@ -138,6 +142,9 @@ def calibrate(net: IntNet, images01: np.ndarray, *, T: int, method: str, progres
         if layer.kind == "readout":
             if correct_readout:
                 _correct_readout(out, layer, cur, ann[layer.name], T)
+            if labels is not None:
+                acc = cur.total(T) + T * np.asarray(layer.bias, np.int64)
+                report.train_accuracy = float(np.mean(acc.reshape(len(acc), -1).argmax(axis=1) == labels))
             continue
         bias0 = np.asarray(layer.bias, np.int64)
         v0 = layer.v_init_per_channel().astype(np.int64)
@@ -163,6 +170,7 @@ def calibrate(net: IntNet, images01: np.ndarray, *, T: int, method: str, progres
     out.metadata = dict(out.metadata)
     out.metadata["snn_calibration"] = {
         "method": method, "target_T": T, "samples": len(images01), "readout_corrected": correct_readout,
+        "train_accuracy": report.train_accuracy,
         "objective": solver.objective(), **(provenance or {}),
         "rate_error": [vars(r) for r in report.layers],
     }
@@ -189,4 +197,25 @@ def _layer_report(name: str, before: np.ndarray, after: np.ndarray, target: np.n
     return LayerReport(name, mb, ma, rb, ra, int(np.abs(d_bias).max(initial=0)), int(np.abs(d_v).max(initial=0)))
 
 
-__all__ = ["calibrate", "CalibrationReport", "LayerReport", "nhwc"]
+AUTO_CANDIDATES = ("potential", "potential-snn", "bias-snn")
+
+
+def calibrate_auto(net: IntNet, images01: np.ndarray, labels: np.ndarray, *, T: int, progress: bool = True,
+                   provenance: dict[str, Any] | None = None) -> tuple[IntNet, CalibrationReport]:
+    """`--snn-calib auto`: calibrate with each of AUTO_CANDIDATES and keep the one whose SNN classifies the
+    calibration (training) images best at T (ties: the earlier candidate). Test images are never looked at."""
+    best: tuple[IntNet, CalibrationReport] | None = None
+    tried = {}
+    for name in AUTO_CANDIDATES:
+        cand = calibrate(net, images01, T=T, method=name, progress=progress, provenance=provenance, labels=labels)
+        tried[name] = cand[1].train_accuracy
+        if best is None or cand[1].train_accuracy > best[1].train_accuracy:
+            best = cand
+    assert best is not None
+    out, report = best
+    out.metadata["snn_calibration"]["auto"] = {"candidates": tried, "chosen": report.method}
+    report.method = f"auto -> {report.method}"
+    return out, report
+
+
+__all__ = ["calibrate", "calibrate_auto", "CalibrationReport", "LayerReport", "nhwc"]
