@@ -115,14 +115,21 @@ def test_bias_that_does_not_fit_its_bit_width_names_the_layer() -> None:
         calibrate(net, lava_nets.images(net, 32), T=1, method="bias", progress=False)
 
 
-def test_v_init_that_does_not_fit_the_membrane_names_the_layer() -> None:
+def test_v_init_that_does_not_fit_the_membrane_names_the_layer(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from qcfs.toolchain.snn_calib import methods
+
+    class Overshoot(methods.CalibrationMethod):
+        """(test) shifts every v_init past the top of a 24-bit membrane."""
+
+        name = "overshoot"
+
+        def solve(self, p):  # type: ignore[no-untyped-def]
+            return np.zeros(p.channels, np.int64), np.full(p.channels, 1 << 24, np.int64)
+
+    monkeypatch.setitem(methods.METHODS, "overshoot", Overshoot)
     net = lava_nets.digits_net()
-    for layer in net.if_layers:  # v_init already at the top of a 24-bit membrane: any upward shift overflows
-        layer.v_init = (1 << 23) - 1
-        layer.threshold = 1 << 23
-    net.input.scale = 1.0
-    with pytest.raises(HardwareFitError, match=r"layer \w+: calibrated v_init .* does not fit the 24-bit"):
-        calibrate(net, lava_nets.images(net, 32), T=1, method="potential", progress=False)
+    with pytest.raises(HardwareFitError, match=r"layer c1: calibrated v_init .* does not fit the 24-bit"):
+        calibrate(net, lava_nets.images(net, 8), T=1, method="overshoot", progress=False)
 
 
 def test_calibrated_networks_are_bit_exact_on_torch() -> None:

@@ -11,7 +11,7 @@ T = L is c_k ∈ {0..L}, so its rate at any T is c_k / L and the count it asks f
   target "snn"   c_k from the layer's *SNN* inputs: the QCFS function of the calibrated sources' rates
                  (Li et al.'s "advanced" variants); it asks the layer to be right given what it receives.
 The mean of n_k − T·c_k/L over a channel (samples × positions) is monotone in either shift, so the shift that
-makes it closest to 0 is found exactly by per-channel bisection over integers (`match_mean`).
+makes it closest to 0 is found by per-channel bisection over integers (`match_mean`, to θ/64).
 """
 
 from __future__ import annotations
@@ -22,29 +22,42 @@ from typing import Callable, ClassVar
 import numpy as np
 
 
+RESOLUTION = 64  # shifts are searched to θ/64 (v_init) or θ/(64·T) (bias): ~1/64 spike per neuron
+
+
 def channel_mean(x: np.ndarray) -> np.ndarray:
     """Mean over every axis but the last (channel-last layout): [N, H, W, C] or [N, n] -> [C]."""
-    return x.reshape(-1, x.shape[-1]).mean(axis=0, dtype=np.float64)
+    flat = x.reshape(-1, x.shape[-1])
+    if flat.dtype.kind in "iub":  # integer sums are exact and avoid a float64 copy of the whole array
+        return flat.sum(axis=0, dtype=np.int64) / len(flat)
+    return flat.mean(axis=0, dtype=np.float64)
 
 
-def match_mean(mean_at: Callable[[np.ndarray], np.ndarray], target: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Per channel, the integer shift δ ∈ [lo, hi] whose mean count is closest to `target`.
+def match_mean(mean_at: Callable[[np.ndarray], np.ndarray], target: np.ndarray, lo: int, hi: int,
+               resolution: int = 1) -> np.ndarray:
+    """Per channel, the integer shift δ ∈ [lo, hi] whose mean count is closest to `target`, to `resolution`.
 
-    `mean_at(δ)` (δ: int64 [C]) returns the per-channel mean count, non-decreasing in δ. Bisection finds the
-    smallest δ with mean ≥ target, then δ − 1 wins where it is closer (ties keep the smaller |δ|)."""
+    `mean_at(δ)` (δ: int64 [C]) returns the per-channel mean count, non-decreasing in δ. Bisection keeps a
+    bracket mean(a) < target ≤ mean(b) until b − a ≤ resolution, then the closer end wins; δ = 0 (no change)
+    is a candidate too, so the result is never worse than leaving the channel as it was. A resolution of θ/64
+    moves a channel's mean count by about 1/64 spike: finer is not worth the simulations it costs."""
     c = len(target)
-    lo_v, hi_v = np.full(c, lo, np.int64), np.full(c, hi, np.int64)
-    while np.any(lo_v < hi_v):
-        mid = (lo_v + hi_v) // 2
+    a, b = np.full(c, lo, np.int64), np.full(c, hi, np.int64)
+    res = max(1, int(resolution))
+    while np.any(b - a > res):
+        open_ = b - a > res
+        mid = (a + b) // 2
         ok = mean_at(mid) >= target
-        hi_v = np.where(ok, mid, hi_v)
-        lo_v = np.where(ok, lo_v, np.minimum(mid + 1, hi_v))
-    up = lo_v
-    down = np.maximum(up - 1, lo)
-    err_up = np.abs(mean_at(up) - target)
-    err_down = np.abs(mean_at(down) - target)
-    pick_down = (err_down < err_up) | ((err_down == err_up) & (np.abs(down) < np.abs(up)))
-    return np.where(pick_down, down, up)
+        b = np.where(open_ & ok, mid, b)
+        a = np.where(open_ & ~ok, mid, a)
+    zero = np.zeros(c, np.int64)
+    cands = [zero, a, b]  # ties keep the earlier candidate: no change first
+    errs = [np.abs(mean_at(d) - target) for d in cands]
+    best, best_err = cands[0], errs[0]
+    for d, e in zip(cands[1:], errs[1:]):
+        better = e < best_err
+        best, best_err = np.where(better, d, best), np.where(better, e, best_err)
+    return best
 
 
 @dataclass
@@ -89,7 +102,8 @@ class BiasCorrection(CalibrationMethod):
     def solve(self, p: LayerProblem) -> tuple[np.ndarray, np.ndarray]:
         tgt = channel_mean(p.target)
         zero = _zero(p)
-        db = match_mean(lambda d: channel_mean(p.counts_at(d, zero)), tgt, -p.theta, p.theta)
+        db = match_mean(lambda d: channel_mean(p.counts_at(d, zero)), tgt, -p.theta, p.theta,
+                        p.theta // (RESOLUTION * p.T))
         return db, zero
 
 
@@ -103,7 +117,8 @@ class PotentialCorrection(CalibrationMethod):
     def solve(self, p: LayerProblem) -> tuple[np.ndarray, np.ndarray]:
         tgt = channel_mean(p.target)
         zero = _zero(p)
-        dv = match_mean(lambda d: channel_mean(p.counts_at(zero, d)), tgt, -p.T * p.theta, p.T * p.theta)
+        dv = match_mean(lambda d: channel_mean(p.counts_at(zero, d)), tgt, -p.T * p.theta, p.T * p.theta,
+                        p.theta // RESOLUTION)
         return zero, dv
 
 

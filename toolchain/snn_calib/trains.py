@@ -13,6 +13,7 @@ the same 2^24 / 2^53 bounds as qcfs.runtime.numpy_snn).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -41,6 +42,16 @@ class LayerCurrent:
         if self.constant is not None:
             cur = cur + self.constant
         return cur
+
+    @cached_property
+    def max_abs(self) -> int:
+        """Bound on |I(t)| (bias excluded) over all steps and neurons (computed once: the search reuses it)."""
+        m = 0
+        if self.spiking is not None:
+            m += int(max(self.spiking.max(initial=0), -self.spiking.min(initial=0)))
+        if self.constant is not None:
+            m += int(max(self.constant.max(initial=0), -self.constant.min(initial=0)))
+        return m
 
     def total(self, T: int) -> np.ndarray:
         """Σ_t I(t) over T steps (int64), bias excluded."""
@@ -104,14 +115,19 @@ def run_if(current: LayerCurrent, T: int, bias: np.ndarray, v_init: np.ndarray, 
     Returns (trains bool [T, N, ...] or None, counts int32 [N, ...])."""
     ref = current.spiking[0] if current.spiking is not None else current.constant
     assert ref is not None
-    v = np.empty(ref.shape, dtype=np.int64)
-    v[...] = v_init
     limits = membrane_limits(membrane_bits)
-    counts = np.zeros(ref.shape, dtype=np.int32)
+    # int32 membranes halve the memory traffic of the search's many runs where no sum can leave int32
+    reach = (1 << (membrane_bits - 1)) + current.max_abs + int(np.abs(bias).max(initial=0))
+    v = np.empty(ref.shape, dtype=np.int32 if reach < 2**31 and membrane_bits <= 31 else np.int64)
+    v[...] = v_init
+    counts = np.zeros(ref.shape, dtype=np.int16 if T < 2**15 else np.int32)
     trains = np.empty((T, *ref.shape), dtype=bool) if keep_trains else None
     s = np.empty(ref.shape, dtype=bool)
     for t in range(T):
-        v += current.step(t)
+        if current.spiking is not None:
+            v += current.spiking[t]
+        if current.constant is not None:
+            v += current.constant
         v += bias
         fire(v, theta, limits, s)
         counts += s
