@@ -11,7 +11,7 @@ from typing import Literal
 from qcfs.errors import ModelFileError, QCFSError
 from qcfs.intnet import IntNet, is_intnet_file, load_intnet
 
-ModelKind = Literal["checkpoint", "onnx", "intnet", "lava"]
+ModelKind = Literal["checkpoint", "onnx", "intnet", "lava", "snn-onnx"]
 
 
 def model_kind(path: Path) -> ModelKind:
@@ -23,6 +23,8 @@ def model_kind(path: Path) -> ModelKind:
     name = path.name
     if name.endswith(".lava.npz"):
         return "lava"
+    if name.endswith(".snn.onnx"):
+        return "snn-onnx"
     if is_intnet_file(path):
         return "intnet"
     if zipfile.is_zipfile(path) and name.endswith((".pt", ".pth")):
@@ -74,12 +76,14 @@ def export(
     data_dir: str | None = None,
     L: int = 4,
     percentile: float = 99.9,
+    kernels: str = "int8",
 ) -> Path:
     kind = model_kind(model)
     import_options = dict(calibrate=calibrate, dataset=dataset, data_dir=data_dir, L=L, percentile=percentile)
-    if kind in ("intnet", "lava"):
-        if backend != "lava" or kind != "intnet":
-            raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend lava")
+    if kind in ("intnet", "lava", "snn-onnx"):
+        if backend not in ("lava", "snn-onnx") or kind != "intnet":
+            raise QCFSError(f"{model}: an exported {kind} network can only be exported further with "
+                            f"--backend lava or snn-onnx")
         net = load_intnet(model)
     else:
         if backend == "onnx":
@@ -92,6 +96,10 @@ def export(
                         show_passes=show_passes)
     if backend == "intnet":
         return net.save(out)
+    if backend == "snn-onnx":
+        from qcfs.exporters.snn_onnx import export_snn_onnx
+
+        return export_snn_onnx(net, out, kernels=kernels)
     from qcfs.exporters.lava_export import export_lava
 
     return export_lava(net, out)

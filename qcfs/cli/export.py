@@ -1,4 +1,5 @@
-"""`qcfs-export MODEL --backend onnx|intnet|lava`: checkpoint -> ONNX -> canonical graph -> IntNet -> Lava."""
+"""`qcfs-export MODEL --backend onnx|intnet|lava|snn-onnx`: checkpoint -> ONNX -> canonical graph -> IntNet -> Lava,
+or the integer SNN itself as ONNX (snn-onnx: runs on any ONNX runtime, `qcfs-run --model X.snn.onnx`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 from qcfs.cli import OneLineParser
 from qcfs.errors import QCFSError, cli_entry
 
-BACKENDS = ("onnx", "intnet", "lava")
-SUFFIX = {"onnx": ".onnx", "intnet": ".intnet.npz", "lava": ".lava.npz"}
+BACKENDS = ("onnx", "intnet", "lava", "snn-onnx")
+SUFFIX = {"onnx": ".onnx", "intnet": ".intnet.npz", "lava": ".lava.npz", "snn-onnx": ".snn.onnx"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="int", choices=("int", "float"), help="integer or float IF network")
     p.add_argument("--weight-bits", type=int, default=8, help="signed weight bit width (default 8)")
     p.add_argument("--opset", type=int, default=20, help="ONNX opset of the export (default 20)")
+    p.add_argument("--snn-kernels", default="int8", choices=("int8", "float32"),
+                   help="snn-onnx: u8×s8 MatMulInteger (default) or float32 Conv/MatMul where provably exact")
     p.add_argument("--show-passes", action="store_true", help="print the conversion pass pipeline as it runs")
     p.add_argument("--calibrate", choices=("relu",), help="convert a plain ReLU network by data calibration")
     p.add_argument("--dataset", help="dataset for --calibrate")
@@ -32,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def default_output(model: Path, backend: str) -> Path:
     stem = model.name
-    for suffix in (".intnet.npz", ".lava.npz", ".onnx", ".pt", ".pth"):
+    for suffix in (".intnet.npz", ".lava.npz", ".snn.onnx", ".onnx", ".pt", ".pth"):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
             break
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir,
         L=args.L,
         percentile=args.percentile,
+        kernels=args.snn_kernels,
     )
     print(f"wrote {written}", file=sys.stderr)
     return 0
