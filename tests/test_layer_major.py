@@ -96,3 +96,15 @@ def test_layer_major_chunks_within_budget(monkeypatch) -> None:  # type: ignore[
 def test_order_is_checked() -> None:
     with pytest.raises(ValueError, match="order"):
         simulate(random_net(0), _images(1, 0), [2], order="diagonal", progress=False)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 3 * 8 * 4 * 64, 1 << 40])  # one step, a few steps, all T
+def test_time_blocks_equal_step_major(monkeypatch, block_bytes: int) -> None:  # type: ignore[no-untyped-def]
+    net = _per_channel(random_net(7, "int", membrane_bits=12), 7)
+    imgs = _images(3, 7)
+    ref = simulate(net, imgs, [1, 4, 9], progress=False, order="step", raster_neurons=5)
+    monkeypatch.setattr(numpy_snn, "LAYER_MAJOR_BLOCK_BYTES", block_bytes)
+    got = simulate(net, imgs, [1, 4, 9], progress=False, raster_neurons=5)
+    _same(got, ref)
+    for name in ref.raster:
+        np.testing.assert_array_equal(got.raster[name], ref.raster[name], err_msg=name)
