@@ -6,7 +6,8 @@ bench_numpy_runtime.build (its ANN uses ReLU). Images are random in [0, 1]: spee
 beyond the spike rate, which is recorded.
 
 Backends (all give identical integers; tests prove it): numpy (layer-major, the default), numpy-step
-(step-major), ort-int8 / ort-float32 (the .snn.onnx graph, session.run only), torch-f32 (per-layer proved
+(step-major), ort-int8 / ort-float32 (the .snn.onnx graph with either kernel choice, session.run only; the row
+"auto_kernels" says which one `--snn-kernels auto` exports), torch-f32 (per-layer proved
 float32, CPU) and torch-f64, and the peer SpikingJelly IF (single- and multi-step, `IFNode(v_reset=None)`
 with v(0) = θ/2 on the same integer weights in float32; installed with `pip install --no-deps
 spikingjelly loguru`, no torchvision; skipped when absent).
@@ -249,6 +250,12 @@ def measure(name: str, batch: int, T: int, reps: int, threads: int) -> list[dict
                      "peak_rss_growth_mib": peaks[label] / 2**20, "spikes_per_neuron_per_step": rate})
         print(f"{name:9s} {label:20s} {1e3 * per:9.3f} ms/{rows[-1]['unit']:11s} ratio {per / ann_s:6.2f}  "
               f"peak +{peaks[label] / 2**20:7.1f} MiB", flush=True)
+    from qcfs.exporters.snn_onnx import choose_kernels
+
+    auto = choose_kernels(net)
+    print(f"{name:9s} qcfs-export --snn-kernels auto picks {auto}", flush=True)
+    for r in rows:
+        r["auto_kernels"] = auto
     if "spikingjelly-single" in rs:
         rows[-1]["sj_equals_int_logits"] = sj_agrees(net, images, T)
     return rows

@@ -37,7 +37,8 @@ FORMAT_NAME = "qcfs-snn-onnx"
 FORMAT_VERSION = 1
 OPSET = 17
 INT32_LIMIT = 2**31
-KERNELS = ("int8", "float32")  # preferred kernel for int8 weights (float32: Conv/MatMul, where exact)
+KERNELS = ("auto", "int8", "float32")
+AUTO_INT8_CHANNELS = 64  # see choose_kernels
 META_INTNET, META_DIGEST = "qcfs_intnet_npz_b64", "qcfs_intnet_sha256"
 
 
@@ -202,10 +203,32 @@ def _f32_synapse(g: _Graph, syn: Synapse, src: str, src_shape: tuple[int, ...], 
     return out, bound
 
 
-def build_snn_onnx(net: IntNet, kernels: str = "int8"):  # -> onnx.ModelProto
+def choose_kernels(net: IntNet) -> str:
+    """"auto": int8 when the MAC-weighted mean input channel count of the spike-fed convolutions is ≥ 64,
+    else float32 if every layer is provably exact in it. Why: im2col copies runs of C bytes, which are short
+    for small C; measured with benchmarks/bench_speed.py, onnxruntime's float Conv was faster on the cnn and
+    resnet20 (C = 16…64) and MatMulInteger on VGG-16 (C = 64…512)."""
+    macs = chans = 0.0
+    for layer in net.layers:
+        for syn in layer.synapses:
+            if syn.kind == "conv" and syn.source != "input":
+                w = np.asarray(syn.weight)
+                m = float(np.prod(layer.shape)) * float(np.prod(w.shape[1:]))
+                macs += m
+                chans += m * w.shape[1] * syn.groups
+    if macs and chans / macs >= AUTO_INT8_CHANNELS:
+        return "int8"
+    try:
+        build_snn_onnx(net, "float32")
+    except ValueError:
+        return "int8"
+    return "float32"
+
+
+def build_snn_onnx(net: IntNet, kernels: str = "auto"):  # -> onnx.ModelProto
     """The ONNX graph of an integer-mode IntNet (see module docstring); ValueError when not exact.
 
-    kernels="int8": NHWC, im2col + MatMulInteger (u8 spikes × s8 weights, int32), int32/int64 membranes.
+    kernels="auto": see choose_kernels. kernels="int8": NHWC, im2col + MatMulInteger (u8 spikes × s8 weights, int32), int32/int64 membranes.
     kernels="float32": NCHW, onnxruntime's float Conv/MatMul and float32 membranes, only where every value
     (partial sums, currents, membranes) is an integer below 2^24 in magnitude, which float32 holds exactly."""
     import onnx
@@ -215,6 +238,8 @@ def build_snn_onnx(net: IntNet, kernels: str = "int8"):  # -> onnx.ModelProto
         raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
     if net.mode != "int" or net.input.scale is None:
         raise ValueError("the snn-onnx export needs an integer-mode IntNet (export with --mode int)")
+    if kernels == "auto":
+        kernels = choose_kernels(net)
     f32 = kernels == "float32"
     g = _Graph()
     c, h, w = net.input.shape
@@ -340,7 +365,7 @@ def build_snn_onnx(net: IntNet, kernels: str = "int8"):  # -> onnx.ModelProto
     return model
 
 
-def export_snn_onnx(net: IntNet, out: str | Path, kernels: str = "int8") -> Path:
+def export_snn_onnx(net: IntNet, out: str | Path, kernels: str = "auto") -> Path:
     import onnx
 
     from qcfs.errors import QCFSError

@@ -76,7 +76,7 @@ def export(
     data_dir: str | None = None,
     L: int = 4,
     percentile: float = 99.9,
-    kernels: str = "int8",
+    kernels: str = "auto",
 ) -> Path:
     kind = model_kind(model)
     import_options = dict(calibrate=calibrate, dataset=dataset, data_dir=data_dir, L=L, percentile=percentile)

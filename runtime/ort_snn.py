@@ -36,7 +36,7 @@ def chunk_size(net: IntNet, T: int) -> int:
 
 
 def simulate_ort(net: IntNet, images01: np.ndarray, Ts: list[int], *, model=None, batch_size: int = 256,  # type: ignore[no-untyped-def]
-                 threads: int = 0, progress: bool = True, kernels: str = "int8") -> SimResult:
+                 threads: int = 0, progress: bool = True, kernels: str = "auto") -> SimResult:
     """Simulate with onnxruntime; `model` is the exported ModelProto or path (built from `net` when None)."""
     from qcfs.exporters.snn_onnx import build_snn_onnx
 

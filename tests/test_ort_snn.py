@@ -168,3 +168,17 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:  # type: ignor
     onnx.save_model(proto, str(tmp_path / "tampered.snn.onnx"))
     _one_line(capsys, run_cli.main, ["--model", str(tmp_path / "tampered.snn.onnx"), "--dataset", "digits"],
               "digest")
+
+
+def test_auto_kernels_choice(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from qcfs.exporters import snn_onnx
+
+    net = random_net(0, "int")  # 2…6 input channels per conv, every layer float32-exact
+    assert snn_onnx.choose_kernels(net) == "float32"
+    kinds = {p.key: p.value for p in build_snn_onnx(net).metadata_props}
+    assert kinds["qcfs_kernels"] == "float32"
+    assert snn_onnx.choose_kernels(random_net(0, "int", membrane_bits=33)) == "int8"  # float32 not exact
+    monkeypatch.setattr(snn_onnx, "AUTO_INT8_CHANNELS", 4)  # MAC-weighted mean C_in here is between 4 and 6
+    assert snn_onnx.choose_kernels(net) == "int8"
+    monkeypatch.setattr(snn_onnx, "AUTO_INT8_CHANNELS", 7)
+    assert snn_onnx.choose_kernels(net) == "float32"

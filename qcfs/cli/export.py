@@ -22,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="int", choices=("int", "float"), help="integer or float IF network")
     p.add_argument("--weight-bits", type=int, default=8, help="signed weight bit width (default 8)")
     p.add_argument("--opset", type=int, default=20, help="ONNX opset of the export (default 20)")
-    p.add_argument("--snn-kernels", default="int8", choices=("int8", "float32"),
-                   help="snn-onnx: u8×s8 MatMulInteger (default) or float32 Conv/MatMul where provably exact")
+    p.add_argument("--snn-kernels", default="auto", choices=("auto", "int8", "float32"),
+                   help="snn-onnx: u8×s8 MatMulInteger, float32 Conv/MatMul where provably exact, or auto "
+                        "(int8 for wide convolutions, default)")
     p.add_argument("--show-passes", action="store_true", help="print the conversion pass pipeline as it runs")
     p.add_argument("--calibrate", choices=("relu",), help="convert a plain ReLU network by data calibration")
     p.add_argument("--dataset", help="dataset for --calibrate")
