@@ -9,11 +9,11 @@ MODEL may be a checkpoint (.pt from qcfs-train), an ONNX file or an IntNet (.int
 samples in the dataset's canonical order. JSON accuracies are fractions in [0, 1]; the table prints percent.
 
 Backends: numpy (reference, both timings), ort (onnxruntime on the exported integer SNN graph, layer-
-synchronous, bit-identical to numpy; the default for an .snn.onnx model), torch (layer-synchronous, --device cpu|cuda; bit-identical counts
-to numpy), lava (fixed-point simulator, pipelined). --report DIR writes report.md, report.json and PNG figures;
-for an ONNX or checkpoint it also simulates the other mode (NumPy, same samples and T) so the accuracy plot
-shows the ANN, the float SNN and the integer SNN; --lava-json adds the points of an earlier
-`qcfs-run --backend lava --json FILE`.
+synchronous, bit-identical to numpy; the default for an .snn.onnx model), torch (layer-synchronous,
+--device cpu|cuda; bit-identical counts to numpy), lava (fixed-point simulator, pipelined). --report DIR
+writes report.md, report.json and PNG figures; for an ONNX or checkpoint it also simulates the other mode
+(NumPy, same samples and T) so the accuracy plot shows the ANN, the float SNN and the integer SNN;
+--lava-json adds the points of an earlier `qcfs-run --backend lava --json FILE`.
 """
 
 from __future__ import annotations
