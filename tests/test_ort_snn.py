@@ -74,12 +74,13 @@ def test_wide_membrane_int64_and_float32_refuses() -> None:
 def test_weights_beyond_int8_use_exact_float32() -> None:
     net = random_net(5, "int")
     net.layer("c4").synapses[0].weight[0, 0, 0, 0] = 300  # not int8: float32 MatMul (bound < 2^24)
-    ops = {n.op_type for n in build_snn_onnx(net).graph.node}
+    ops = {n.op_type for n in build_snn_onnx(net, "int8").graph.node}
     assert {"MatMul", "MatMulInteger"} <= ops
     _check(net, _images(4, 5), [4])
     net.layer("c4").float32_exact = False  # neither int8 nor provably float32-exact: refuse
-    with pytest.raises(ValueError, match="exact neither"):
-        build_snn_onnx(net)
+    for kernels in ("int8", "auto"):
+        with pytest.raises(ValueError, match="exact neither"):
+            build_snn_onnx(net, kernels)
 
 
 def test_wide_input_bits() -> None:
