@@ -12,7 +12,7 @@ from typing import Literal
 from qcfs.errors import ModelFileError, QCFSError
 from qcfs.intnet import IntNet, is_intnet_file, load_intnet
 
-ModelKind = Literal["checkpoint", "onnx", "intnet", "lava"]
+ModelKind = Literal["checkpoint", "onnx", "intnet", "lava", "snn-onnx"]
 
 
 def model_kind(path: Path) -> ModelKind:
@@ -24,6 +24,8 @@ def model_kind(path: Path) -> ModelKind:
     name = path.name
     if name.endswith(".lava.npz"):
         return "lava"
+    if name.endswith(".snn.onnx"):
+        return "snn-onnx"
     if is_intnet_file(path):
         return "intnet"
     if zipfile.is_zipfile(path) and name.endswith((".pt", ".pth")):
@@ -108,13 +110,15 @@ def export(
     L: int = 4,
     percentile: float = 99.9,
     snn_calib: SnnCalibOptions | None = None,
+    kernels: str = "auto",
 ) -> Path:
     kind = model_kind(model)
     import_options = dict(calibrate=calibrate, dataset=dataset, data_dir=data_dir, L=L, percentile=percentile)
-    if kind in ("intnet", "lava"):
-        if kind != "intnet" or backend not in ("lava", "intnet") or (backend == "intnet" and snn_calib is None):
-            raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend lava"
-                            " (or --backend intnet with --snn-calib)")
+    if kind in ("intnet", "lava", "snn-onnx"):
+        further = ("lava", "snn-onnx") + (("intnet",) if snn_calib is not None else ())
+        if backend not in further or kind != "intnet":
+            raise QCFSError(f"{model}: an exported {kind} network can only be exported further with "
+                            f"--backend lava or snn-onnx (or --backend intnet with --snn-calib)")
         net = load_intnet(model)
     else:
         if backend == "onnx":
@@ -129,6 +133,10 @@ def export(
         net = calibrate_snn(net, snn_calib, show_passes=show_passes)
     if backend == "intnet":
         return net.save(out)
+    if backend == "snn-onnx":
+        from qcfs.exporters.snn_onnx import export_snn_onnx
+
+        return export_snn_onnx(net, out, kernels=kernels)
     from qcfs.exporters.lava_export import export_lava
 
     return export_lava(net, out)

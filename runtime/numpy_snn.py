@@ -12,7 +12,12 @@ bound (numpy_synapse.exact_bound: every partial sum < 2^24) allow it, else float
 Timing:
   * "sync": every layer integrates its sources' spikes of the same step; one run of T_max steps, counts and
     logits are snapshotted at every requested T. The input-driven part of a current (the first layer's) is
-    constant, so it is computed once per batch.
+    constant, so it is computed once per batch. Nothing flows backwards in time, so by default the run is
+    layer-major (order="layer"): a layer's steps are GEMMs over blocks of T_b·B spike maps of its sources
+    (T_b as large as keeps the output near the cache), and only the elementwise IF recurrence loops over
+    t. order="step" is the literal loop (every layer, then the next step), kept as the check of the
+    layer-major one. Layer-major holds T·B spike maps of every layer, so the batch is split to stay within
+    LAYER_MAJOR_BYTES.
   * "pipelined": the samples of a batch run back to back as one stream (as on Lava/Loihi): a layer of depth d
     works on sample n during global steps n·T+d+1 … n·T+d+T, reading what its sources emitted 1+delay steps
     earlier, and resets v ← v_init at its window start; N samples take N·T + depth(readout) steps. Slow (one
@@ -33,6 +38,9 @@ from qcfs.semantics import encode_input, fire, membrane_limits, offset_restart
 
 TIMINGS = ("sync", "pipelined")
 PRECISIONS = ("auto", "float64")
+ORDERS = ("layer", "step")
+LAYER_MAJOR_BYTES = 256 << 20  # memory budget of one layer-major chunk (spike maps, currents)
+LAYER_MAJOR_BLOCK_BYTES = 8 << 20  # GEMM output of one block of steps
 
 
 @dataclass
@@ -210,11 +218,14 @@ def simulate(
     progress: bool = True,
     precision: str = "auto",
     pre_steps: int = 0,
+    order: str = "layer",
 ) -> SimResult:
     """Simulate `images01` ([N, C, H, W] in [0, 1]) for max(Ts) steps; counts and logits at every T in Ts.
 
     precision="float64" disables the float32 GEMM path (for tests: both must give identical integers).
-    pre_steps=ρ > 0: two-phase inference (qcfs.semantics.offset_restart), layer-synchronous timing only.
+    pre_steps=ρ > 0: two-phase inference (qcfs.semantics.offset_restart), layer-synchronous timing only (it runs
+    the step-major loop: the restart after ρ steps couples all layers at one step).
+    order ("layer" | "step"): how sync timing walks the (layer, step) grid; both give identical integers.
     """
     Ts = sorted({int(t) for t in Ts})
     if not Ts or Ts[0] < 1:
@@ -225,6 +236,8 @@ def simulate(
         raise ValueError("batch_size must be >= 1")
     if pre_steps < 0 or (pre_steps and timing != "sync"):
         raise ValueError("pre_steps must be >= 0 and needs timing='sync'")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     images01 = np.asarray(images01)
     if images01.ndim == 3:
         images01 = images01[:, None]
@@ -243,7 +256,12 @@ def simulate(
     raster: dict[str, np.ndarray] = {}
     ctx = _Context(plans, Ts, integer, membrane_limits(net.profile.membrane_bits) if integer else None,
                    raster_neurons, pre_steps)
-    run = _run_sync if timing == "sync" else _run_stream
+    run = _run_stream
+    if timing == "sync" and (order == "step" or pre_steps):
+        run = _run_sync
+    elif timing == "sync":
+        run = _run_layer_major
+        batch_size = min(batch_size, layer_major_batch(plans, Ts[-1], ctx.acc_dtype))
     for start in tqdm(range(0, n, batch_size), desc=f"numpy SNN ({timing})", disable=not progress, leave=False):
         x = np.ascontiguousarray(x_all[start : start + batch_size].transpose(0, 2, 3, 1))
         out_logits, out_counts, r = run(ctx, x, want_raster=start == 0)
@@ -308,6 +326,74 @@ def _run_sync(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignore[
         if t in ctx.Ts:
             snap_logits[t] = acc.reshape(b, -1).copy()
             snap_counts[t] = {name: c.copy() for name, c in counts.items()}
+    return snap_logits, snap_counts, raster
+
+
+def layer_major_batch(plans: list[LayerPlan], T: int, acc_dtype: type, budget: int = 0) -> int:
+    """Samples per layer-major chunk: T spike maps (bool) of every layer may be alive at once, plus one
+    layer's membrane, scratch and constant current (the GEMM output is bounded by the time block)."""
+    neurons = [int(np.prod(lp.shape)) for lp in plans]
+    per_sample = T * sum(neurons) + 3 * max(neurons) * max(8, np.dtype(acc_dtype).itemsize)
+    return max(1, (budget or LAYER_MAJOR_BYTES) // per_sample)
+
+
+def _time_block(b: int, n: int, T: int) -> int:
+    """Steps per GEMM: as many as keep its output near the cache size (the IF loop then reads it while it
+    is still there; all T at once was slower than step-major on the small cnn)."""
+    return max(1, min(T, LAYER_MAJOR_BLOCK_BYTES // max(1, b * n * 8)))
+
+
+def _run_layer_major(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignore[no-untyped-def]
+    """Sync timing, one layer at a time over all T steps. Spike maps are time-major, [T·B, ...] (row
+    t·B + i is sample i at step t+1), so a synapse plan sees a block of steps as one batch of samples."""
+    b, T = len(x), ctx.Ts[-1]
+    mem_dtype = np.int64 if ctx.integer else np.float64
+    last_use = {src: i for i, lp in enumerate(ctx.plans) for _, src, _ in lp.spiking}
+    spikes: dict[str, np.ndarray] = {}
+    running: dict[str, np.ndarray] = {}  # layer -> int64 [T, B] spike counts up to each step
+    k = ctx.raster_neurons if want_raster else 0
+    raster = {}
+    for i, lp in enumerate(ctx.plans):
+        const = constant_current(lp, x, ctx.integer)
+        tc = _time_block(b, int(np.prod(lp.shape)), T)
+        if lp.is_readout:
+            total = np.zeros((T, b, *lp.shape), dtype=ctx.acc_dtype)
+        else:
+            v = np.empty((b, *lp.shape), dtype=mem_dtype)
+            v[...] = lp.v_init
+            scratch = np.empty_like(v)
+            s = np.empty((T, b, *lp.shape), dtype=bool)
+        for t0 in range(0, T, tc):
+            t1 = min(T, t0 + tc)
+            cur = spike_current(lp, {src: spikes[src][t0 * b : t1 * b] for _, src, _ in lp.spiking})
+            if cur is not None:
+                cur = cur.reshape(t1 - t0, b, *lp.shape)
+            if lp.is_readout:
+                if cur is not None:
+                    _integrate(total[t0:t1], cur)
+                continue
+            for t in range(t0, t1):  # the only per-step work: the IF recurrence, elementwise
+                if cur is not None:
+                    _integrate(v, cur[t - t0], scratch)
+                if const is not None:
+                    v += const
+                fire(v, lp.threshold, ctx.limits, s[t])
+        for plan, _, _ in lp.spiking:
+            plan.release()  # block-sized scratch: not kept for the next layer
+        for src in [name for name, last in last_use.items() if last == i]:
+            del spikes[src]
+        if lp.is_readout:
+            if const is not None:
+                total += const
+            readout = np.cumsum(total.reshape(T, b, -1), axis=0)
+            continue
+        running[lp.name] = np.cumsum(np.count_nonzero(s.reshape(T, b, -1), axis=2), axis=0)
+        if k:
+            raster[lp.name] = np.stack([_raster_row(s[t, 0], k) for t in range(T)])
+        if lp.name in last_use:
+            spikes[lp.name] = s.reshape(T * b, *lp.shape)
+    snap_logits = {t: readout[t - 1].copy() for t in ctx.Ts}
+    snap_counts = {t: {name: c[t - 1].copy() for name, c in running.items()} for t in ctx.Ts}
     return snap_logits, snap_counts, raster
 
 

@@ -63,6 +63,8 @@ class SynapsePlan:
     def __init__(self, syn: Synapse, src_shape: tuple[int, ...], dtype: np.dtype) -> None:
         self.kind = syn.kind
         self.dtype = np.dtype(dtype)
+        self._pad_buf: np.ndarray | None = None
+        self._bufs: dict[tuple, np.ndarray] = {}
         w = np.asarray(syn.weight)
         if syn.kind == "dense":
             if w.ndim != 2 or w.shape[1] != int(np.prod(src_shape)):
@@ -103,8 +105,11 @@ class SynapsePlan:
         top, left, bottom, right = self.padding
         self.pointwise = kh == kw == 1 and self.stride == (1, 1) and not any(self.padding) and g == 1
         self.padded_hw = (h + top + bottom, wd + left + right)
-        self._pad_buf: np.ndarray | None = None
-        self._bufs: dict[tuple, np.ndarray] = {}
+
+    def release(self) -> None:
+        """Drop the scratch arrays (layer-major runs use each plan once per chunk, on T·B samples)."""
+        self._pad_buf = None
+        self._bufs.clear()
 
     def _buf(self, tag: str, shape: tuple[int, ...]) -> np.ndarray:
         """Reused scratch arrays: fresh large allocations cost page faults every step."""

@@ -196,7 +196,7 @@ def _one_line_error(capsys, main, argv: list[str], needle: str) -> None:  # type
 
 @pytest.mark.parametrize("argv, needle", [
     (["--backend", "intnet", "--snn-calib", "potential", "--dataset", "digits"], "needs --target-T"),
-    (["--backend", "onnx", "--snn-calib", "potential", "--target-T", "2", "--dataset", "digits"], "--backend intnet or lava"),
+    (["--backend", "onnx", "--snn-calib", "potential", "--target-T", "2", "--dataset", "digits"], "--backend intnet, lava or snn-onnx"),
     (["--backend", "intnet", "--snn-calib", "potential", "--target-T", "2"], "needs --dataset"),
     (["--backend", "intnet", "--snn-calib", "nope", "--target-T", "2", "--dataset", "digits"], "invalid choice"),
     (["--backend", "intnet", "--target-T", "2"], "--target-T applies to --snn-calib only"),

@@ -1,4 +1,5 @@
-"""`qcfs-export MODEL --backend onnx|intnet|lava`: checkpoint -> ONNX -> canonical graph -> IntNet -> Lava.
+"""`qcfs-export MODEL --backend onnx|intnet|lava|snn-onnx`: checkpoint -> ONNX -> canonical graph -> IntNet -> Lava,
+or the integer SNN itself as ONNX (snn-onnx: runs on any ONNX runtime, `qcfs-run --model X.snn.onnx`).
 With `--snn-calib METHOD --target-T T --dataset D` the IntNet is calibrated for low latency before it is written."""
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from pathlib import Path
 from qcfs.cli import OneLineParser
 from qcfs.errors import QCFSError, cli_entry
 
-BACKENDS = ("onnx", "intnet", "lava")
-SUFFIX = {"onnx": ".onnx", "intnet": ".intnet.npz", "lava": ".lava.npz"}
+BACKENDS = ("onnx", "intnet", "lava", "snn-onnx")
+SUFFIX = {"onnx": ".onnx", "intnet": ".intnet.npz", "lava": ".lava.npz", "snn-onnx": ".snn.onnx"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="int", choices=("int", "float"), help="integer or float IF network")
     p.add_argument("--weight-bits", type=int, default=8, help="signed weight bit width (default 8)")
     p.add_argument("--opset", type=int, default=20, help="ONNX opset of the export (default 20)")
+    p.add_argument("--snn-kernels", default="auto", choices=("auto", "int8", "float32"),
+                   help="snn-onnx: u8×s8 MatMulInteger, float32 Conv/MatMul where provably exact, or auto "
+                        "(int8 for wide convolutions, default)")
     p.add_argument("--show-passes", action="store_true", help="print the conversion pass pipeline as it runs")
     p.add_argument("--calibrate", choices=("relu",), help="convert a plain ReLU network by data calibration")
     p.add_argument("--dataset", help="dataset for --calibrate")
@@ -50,8 +54,9 @@ def snn_calib_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         if args.target_T is not None:
             raise QCFSError("--target-T applies to --snn-calib only")
         return None
-    if args.backend not in ("intnet", "lava"):
-        raise QCFSError(f"--snn-calib writes an integer network: use --backend intnet or lava, not {args.backend}")
+    if args.backend not in ("intnet", "lava", "snn-onnx"):
+        raise QCFSError(f"--snn-calib writes an integer network: use --backend intnet, lava or snn-onnx, "
+                        f"not {args.backend}")
     if args.mode != "int":
         raise QCFSError("--snn-calib calibrates integer networks only (drop --mode float)")
     if args.target_T is None or not 1 <= args.target_T <= 1024:
@@ -71,7 +76,7 @@ def snn_calib_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def default_output(model: Path, backend: str) -> Path:
     stem = model.name
-    for suffix in (".intnet.npz", ".lava.npz", ".onnx", ".pt", ".pth"):
+    for suffix in (".intnet.npz", ".lava.npz", ".snn.onnx", ".onnx", ".pt", ".pth"):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
             break
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         L=args.L,
         percentile=args.percentile,
         snn_calib=snn_calib,
+        kernels=args.snn_kernels,
     )
     print(f"wrote {written}", file=sys.stderr)
     return 0

@@ -8,11 +8,12 @@ MODEL may be a checkpoint (.pt from qcfs-train), an ONNX file or an IntNet (.int
 ~/.cache/qcfs/<dataset>/; for digits one is trained there on first use. --limit N takes the first N test
 samples in the dataset's canonical order. JSON accuracies are fractions in [0, 1]; the table prints percent.
 
-Backends: numpy (reference, both timings), torch (layer-synchronous, --device cpu|cuda; bit-identical counts
-to numpy), lava (fixed-point simulator, pipelined). --report DIR writes report.md, report.json and PNG figures;
-for an ONNX or checkpoint it also simulates the other mode (NumPy, same samples and T) so the accuracy plot
-shows the ANN, the float SNN and the integer SNN; --lava-json adds the points of an earlier
-`qcfs-run --backend lava --json FILE`.
+Backends: numpy (reference, both timings), ort (onnxruntime on the exported integer SNN graph, layer-
+synchronous, bit-identical to numpy; the default for an .snn.onnx model), torch (layer-synchronous,
+--device cpu|cuda; bit-identical counts to numpy), lava (fixed-point simulator, pipelined). --report DIR
+writes report.md, report.json and PNG figures; for an ONNX or checkpoint it also simulates the other mode
+(NumPy, same samples and T) so the accuracy plot shows the ANN, the float SNN and the integer SNN;
+--lava-json adds the points of an earlier `qcfs-run --backend lava --json FILE`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from qcfs.intnet import IntNet
     from qcfs.runtime.result import SimResult
 
-BACKENDS = ("numpy", "torch", "lava")
+BACKENDS = ("numpy", "torch", "lava", "ort")
 DEVICES = ("cpu", "cuda")
 RASTER_NEURONS = 16  # neurons per layer in the report's raster plot (sample 0)
 NORMALIZE_HELP = (
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=tuple(DATASETS))
     p.add_argument("--T", dest="Ts", type=parse_ts, default=[1, 2, 4, 8, 16, 32],
                    help="comma-separated time steps, all from one run of max(T) (default 1,2,4,8,16,32)")
-    p.add_argument("--backend", default="numpy", choices=BACKENDS)
+    p.add_argument("--backend", choices=BACKENDS, help="default: ort for an .snn.onnx model, else numpy")
     p.add_argument("--mode", choices=("int", "float"),
                    help="integer (hardware) or float IF network (default int; an IntNet file keeps its own)")
     p.add_argument("--timing", default="sync", choices=("sync", "pipelined"),
@@ -112,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     """Option combinations argparse cannot express; fail before any model or data is loaded."""
+    if args.backend is None:
+        args.backend = "ort" if (args.model or "").endswith(".snn.onnx") else "numpy"
+    if args.backend == "ort" and args.timing == "pipelined":
+        raise QCFSError("--backend ort is layer-synchronous only; use --timing sync or --backend numpy")
     if args.backend == "torch" and args.timing == "pipelined":
         raise QCFSError("--backend torch is layer-synchronous only; use --timing sync or --backend numpy")
     if args.device is not None and args.backend != "torch":
@@ -120,9 +125,9 @@ def check_args(args: argparse.Namespace) -> None:
         check_torch_device(args.device)
     if not 0 <= args.pre_steps <= 1024:
         raise QCFSError(f"--pre-steps must be in 0..1024, got {args.pre_steps}")
-    if args.pre_steps and (args.backend == "lava" or args.timing == "pipelined"):
-        raise QCFSError("--pre-steps (two-phase inference) runs on --backend numpy or torch with --timing sync; "
-                        "Lava's IF process has no phase schedule")
+    if args.pre_steps and (args.backend not in ("numpy", "torch") or args.timing == "pipelined"):
+        raise QCFSError(f"--pre-steps (two-phase inference) runs on --backend numpy or torch with --timing sync; "
+                        f"--backend {args.backend} has no phase schedule (Lava's IF process, the SNN ONNX graph)")
     if args.lava_json and not args.report:
         raise QCFSError("--lava-json only adds points to a report; pass --report DIR too")
 
@@ -157,8 +162,12 @@ def load_network(model: Path, mode: str | None):  # type: ignore[no-untyped-def]
     from qcfs.intnet import load_intnet
 
     kind = pipeline.model_kind(model)
-    if kind in ("intnet", "lava"):
-        if kind == "lava":
+    if kind in ("intnet", "lava", "snn-onnx"):
+        if kind == "snn-onnx":
+            from qcfs.runtime.ort_snn import load_snn_onnx
+
+            net = load_snn_onnx(model)[1]
+        elif kind == "lava":
             from qcfs.exporters.lava_export import embedded_intnet
 
             net = embedded_intnet(model)
@@ -213,6 +222,8 @@ def simulate(net: IntNet, images01: np.ndarray, args: argparse.Namespace, raster
         return simulate_lava(lava_file or net, images01, args.Ts, timeout_s=args.timeout, progress=progress)
     if args.backend == "torch":
         return simulate_on_torch(net, images01, args)
+    if args.backend == "ort":
+        return simulate_on_ort(net, images01, args)
     return simulate_numpy(net, images01, args.Ts, args.timing, args.batch, raster_neurons, progress,
                           args.pre_steps)
 
@@ -250,6 +261,19 @@ def simulate_on_torch(net: IntNet, images01: np.ndarray, args: argparse.Namespac
         raise QCFSError(f"cannot simulate this network: {err}") from None
 
 
+def simulate_on_ort(net: IntNet, images01: np.ndarray, args: argparse.Namespace) -> SimResult:
+    """An .snn.onnx model runs as exported (unless --normalize changed its input); anything else is exported
+    to the same graph in memory first."""
+    from qcfs.runtime.ort_snn import simulate_ort
+
+    model = args.snn_onnx_file if args.normalize is None else None
+    try:
+        return simulate_ort(net, images01, args.Ts, model=model, batch_size=args.batch,
+                            progress=not args.no_progress)
+    except ValueError as err:
+        raise QCFSError(f"cannot simulate this network on onnxruntime: {err}") from None
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
@@ -278,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     from qcfs.pipeline import model_kind
 
     args.lava_file = model if model_kind(model) == "lava" else None
+    args.snn_onnx_file = model if model_kind(model) == "snn-onnx" else None
     net = apply_normalize(net, args.normalize)
     images, labels = load_split(args.dataset, "test", args.data_dir)
     if tuple(images.shape[1:]) != tuple(net.input.shape):

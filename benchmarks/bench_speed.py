@@ -1,0 +1,336 @@
+"""Same-run speed of every exact SNN backend per image·step, against onnxruntime's fp32 ANN forward.
+
+Networks: `cnn` and `resnet20` are the shipped models (models/fashion-mnist, models/cifar10; the ANN is their
+canonical ONNX under onnxruntime, QCFS activations included), `vgg16` the random-weight VGG-16 shape of
+bench_numpy_runtime.build (its ANN uses ReLU). Images are random in [0, 1]: speed does not depend on them
+beyond the spike rate, which is recorded.
+
+Backends (all give identical integers; tests prove it): numpy (layer-major, the default), numpy-step
+(step-major), ort-int8 / ort-float32 (the .snn.onnx graph with either kernel choice, session.run only; the row
+"auto_kernels" says which one `--snn-kernels auto` exports), torch-f32 (per-layer proved
+float32, CPU) and torch-f64, and the peer SpikingJelly IF (single- and multi-step, `IFNode(v_reset=None)`
+with v(0) = θ/2 on the same integer weights in float32; installed with `pip install --no-deps
+spikingjelly loguru`, no torchvision; skipped when absent).
+
+Timing: every configuration runs B images × T steps; repetitions are interleaved (one of each backend, then
+the next round) and the median is kept, so load from other jobs on a shared machine hits all alike; the
+load average and the busiest other processes are recorded before and after. Peak memory: the largest RSS
+growth over the process's RSS before the call, sampled every 2 ms during the first (untimed) call.
+
+    python benchmarks/bench_speed.py [--nets cnn,resnet20,vgg16] [--batch 32] [--T 8] [--reps 3] [--md BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_numpy_runtime as bnr  # noqa: E402
+
+from qcfs.intnet import IntNet  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SHIPPED = {"cnn": "fashion-mnist", "resnet20": "cifar10"}
+MD_START, MD_END = "<!-- bench_speed:start -->", "<!-- bench_speed:end -->"
+
+
+# --- networks ---------------------------------------------------------------------------------------------
+def load(name: str):  # type: ignore[no-untyped-def]
+    """(IntNet, ANN ModelProto) of a benchmark network."""
+    if name in SHIPPED:
+        from qcfs import pipeline
+
+        canon = pipeline.canonical_onnx(ROOT / "models" / SHIPPED[name] / "model.onnx")
+        return pipeline.to_intnet(canon, mode="int"), canon
+    return bnr.build(name)
+
+
+def ann_runner(model, images: np.ndarray, threads: int) -> Callable[[], object]:  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: ((images - 0.5) / 0.25).astype(np.float32)}
+    return lambda: sess.run(None, feed)
+
+
+def ort_runner(net: IntNet, images: np.ndarray, T: int, kernels: str, threads: int) -> Callable[[], object]:
+    """session.run of the exported graph on the whole batch (building the session is a one-off)."""
+    from qcfs.exporters.snn_onnx import build_snn_onnx
+    from qcfs.runtime.ort_snn import session
+
+    sess = session(build_snn_onnx(net, kernels), threads)
+    feed = {"images": np.ascontiguousarray(images, dtype=np.float64), "T": np.array(T, dtype=np.int64)}
+    return lambda: sess.run(None, feed)
+
+
+def sj_runner(net: IntNet, images: np.ndarray, T: int, multi_step: bool) -> Callable[[], object]:
+    """SpikingJelly's IF neurons driven by the same integer weights (float32 conv/linear in torch)."""
+    import torch
+    import torch.nn.functional as F
+    from spikingjelly.activation_based import functional, neuron
+
+    from qcfs.semantics import encode_input
+
+    mode = "m" if multi_step else "s"
+    ws = {(l.name, j): torch.as_tensor(np.asarray(s.weight, np.float32)) for l in net.layers
+          for j, s in enumerate(l.synapses)}
+    bs = {l.name: torch.as_tensor(np.asarray(l.bias, np.float32)) for l in net.layers}
+    nodes = {l.name: neuron.IFNode(v_threshold=float(l.threshold), v_reset=None, step_mode=mode)
+             for l in net.if_layers}
+    x = torch.as_tensor(encode_input(images, net.input.mean, net.input.std, net.input.scale, net.input.bits)
+                        .astype(np.float32))
+
+    def syn(layer, j, src):  # type: ignore[no-untyped-def]
+        s = layer.synapses[j]
+        w = ws[(layer.name, j)]
+        if s.kind == "dense":
+            return src.reshape(src.shape[0], -1) @ w.T
+        top, left, bottom, right = s.padding
+        return F.conv2d(F.pad(src, (left, right, top, bottom)), w, stride=tuple(s.stride), groups=s.groups)
+
+    def current(layer, state):  # type: ignore[no-untyped-def]
+        cur = sum(syn(layer, j, state[s.source]) for j, s in enumerate(layer.synapses))
+        return cur + (bs[layer.name].view(1, -1, 1, 1) if cur.dim() == 4 else bs[layer.name])
+
+    def reset() -> None:
+        for l in net.if_layers:
+            functional.reset_net(nodes[l.name])
+            nodes[l.name].v = float(l.v_init)  # v(0) = θ/2: SpikingJelly expands a float v to the input
+
+    @torch.no_grad()
+    def single() -> torch.Tensor:
+        reset()
+        const = {l.name: current(l, {"input": x}) for l in net.layers
+                 if all(s.source == "input" for s in l.synapses)}
+        acc = 0
+        for _ in range(T):
+            state = {"input": x}
+            for l in net.layers:
+                cur = const[l.name] if l.name in const else current(l, state)
+                if l.kind == "readout":
+                    acc = acc + cur
+                else:
+                    state[l.name] = nodes[l.name](cur)
+        return acc
+
+    @torch.no_grad()
+    def multi() -> torch.Tensor:
+        reset()
+        b = len(x)
+        seq: dict[str, torch.Tensor] = {"input": x}
+        for l in net.layers:
+            if all(s.source == "input" for s in l.synapses):
+                c = current(l, seq)
+                cur = c.unsqueeze(0).expand(T, *c.shape)
+            else:
+                flat = {s.source: seq[s.source].flatten(0, 1) for s in l.synapses}
+                c = current(l, flat)
+                cur = c.reshape(T, b, *c.shape[1:])
+            if l.kind == "readout":
+                return cur.sum(0)
+            seq[l.name] = nodes[l.name](cur.contiguous())
+        raise AssertionError("no readout")
+
+    return multi if multi_step else single
+
+
+def runners(net: IntNet, ann, images: np.ndarray, T: int, threads: int) -> dict[str, Callable[[], object]]:  # type: ignore[no-untyped-def]
+    from qcfs.runtime.numpy_snn import simulate
+    from qcfs.runtime.torch_snn import simulate_torch
+
+    b = len(images)
+    out: dict[str, Callable[[], object]] = {
+        "ann (ort fp32)": ann_runner(ann, images, threads),
+        "numpy": lambda: simulate(net, images, [T], batch_size=b, progress=False),
+        "numpy-step": lambda: simulate(net, images, [T], batch_size=b, progress=False, order="step"),
+        "ort-int8": ort_runner(net, images, T, "int8", threads),
+    }
+    try:
+        out["ort-float32"] = ort_runner(net, images, T, "float32", threads)
+    except ValueError as err:
+        print(f"  ort-float32 not exact here: {err}", flush=True)
+    out["torch-f32"] = lambda: simulate_torch(net, images, [T], batch_size=b, progress=False)
+    out["torch-f64"] = lambda: simulate_torch(net, images, [T], batch_size=b, progress=False,
+                                              precision="float64")
+    try:
+        import spikingjelly.activation_based.neuron  # noqa: F401
+
+        out["spikingjelly-single"] = sj_runner(net, images, T, multi_step=False)
+        out["spikingjelly-multi"] = sj_runner(net, images, T, multi_step=True)
+    except ImportError as err:
+        print(f"  SpikingJelly unavailable ({err}); peer rows skipped", flush=True)
+    return out
+
+
+# --- measuring --------------------------------------------------------------------------------------------
+def _rss() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_growth(f: Callable[[], object]) -> tuple[int, object]:
+    """(largest RSS growth in bytes while f runs, f's result), sampled every 2 ms in a thread."""
+    base, peak, done = _rss(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss() - base)
+            time.sleep(0.002)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        out = f()
+    finally:
+        done.set()
+        th.join()
+    return max(peak[0], _rss() - base), out
+
+
+def load_snapshot() -> dict:
+    """What else ran: load average and the busiest processes other than this one."""
+    ps = subprocess.run(["ps", "-eo", "pid,pcpu,rss,comm", "--sort=-pcpu"], capture_output=True, text=True)
+    me = str(os.getpid())
+    top = [line.split(None, 3) for line in ps.stdout.splitlines()[1:9]]
+    return {"loadavg": os.getloadavg(),
+            "top": [{"pid": int(p), "cpu_pct": float(c), "rss_mib": int(r) // 1024, "cmd": n}
+                    for p, c, r, n in top if p != me]}
+
+
+def sj_agrees(net: IntNet, images: np.ndarray, T: int) -> bool:
+    """SpikingJelly (float32, no saturation) gives our integer logits when no membrane saturates here."""
+    from qcfs.runtime.numpy_snn import simulate
+
+    ref = simulate(net, images[:4], [T], progress=False).logits[T]
+    got = sj_runner(net, images[:4], T, multi_step=False)().numpy()
+    return bool(np.array_equal(np.rint(got).astype(np.int64), ref))
+
+
+def measure(name: str, batch: int, T: int, reps: int, threads: int) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(threads)
+    net, ann = load(name)
+    images = np.random.default_rng(1).uniform(0, 1, (batch, *net.input.shape))
+    rs = runners(net, ann, images, T, threads)
+    peaks, results = {}, {}
+    for label, f in rs.items():  # first call: warm-up and memory
+        peaks[label], results[label] = peak_growth(f)
+    times: dict[str, list[float]] = {k: [] for k in rs}
+    for _ in range(reps):
+        for label, f in rs.items():
+            t0 = time.perf_counter()
+            f()
+            times[label].append(time.perf_counter() - t0)
+    ann_s = statistics.median(times["ann (ort fp32)"]) / batch
+    res = results["numpy"]
+    neurons = sum(int(np.prod(l.shape)) for l in net.if_layers)
+    rate = sum(float(c.mean()) for c in res.spikes[T].values()) / neurons / T
+    rows = []
+    for label in rs:
+        per = statistics.median(times[label]) / (batch if label.startswith("ann") else batch * T)
+        rows.append({"net": name, "backend": label, "batch": batch, "T": T,
+                     "unit": "image" if label.startswith("ann") else "image·step",
+                     "ms_per_unit": 1e3 * per, "ratio_to_ann": per / ann_s, "times_s": times[label],
+                     "peak_rss_growth_mib": peaks[label] / 2**20, "spikes_per_neuron_per_step": rate})
+        print(f"{name:9s} {label:20s} {1e3 * per:9.3f} ms/{rows[-1]['unit']:11s} ratio {per / ann_s:6.2f}  "
+              f"peak +{peaks[label] / 2**20:7.1f} MiB", flush=True)
+    from qcfs.exporters.snn_onnx import choose_kernels
+
+    auto = choose_kernels(net)
+    print(f"{name:9s} qcfs-export --snn-kernels auto picks {auto}", flush=True)
+    for r in rows:
+        r["auto_kernels"] = auto
+    if "spikingjelly-single" in rs:
+        rows[-1]["sj_equals_int_logits"] = sj_agrees(net, images, T)
+    return rows
+
+
+# --- output -----------------------------------------------------------------------------------------------
+def table(doc: dict) -> str:
+    lines = ["| network | backend | ms per image·step | ratio to ORT fp32 ANN | peak RSS growth MiB |",
+             "|---|---|---:|---:|---:|"]
+    for r in doc["results"]:
+        unit = "" if r["unit"] == "image·step" else " (per image)"
+        lines.append(f"| {r['net']} | {r['backend']}{unit} | {r['ms_per_unit']:.3f} | {r['ratio_to_ann']:.2f} | "
+                     f"{r['peak_rss_growth_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def md_section(doc: dict) -> str:
+    m = doc["machine"]
+    blas = ", ".join(f"{b.get('internal_api')} {b.get('version')} {b.get('architecture')} ×{b.get('num_threads')}"
+                     for b in m.get("blas", []))
+    before, after = doc["load_before"], doc["load_after"]
+    others = ", ".join(sorted({p["cmd"] for p in before["top"] + after["top"] if p["cpu_pct"] >= 5}))
+    return "\n".join([
+        MD_START,
+        f"`{doc['command']}` on {doc['date']} — {m.get('cpu_model')} ({m.get('cpus')} cores, shared), "
+        f"numpy {m.get('numpy')}, onnxruntime {m.get('onnxruntime')}, torch {doc.get('torch')}; BLAS: {blas}. "
+        f"B = {doc['batch']} images × T = {doc['T']} steps per configuration, median of {doc['reps']} "
+        f"interleaved repetitions. Load average before/after: "
+        f"{', '.join(f'{x:.1f}' for x in before['loadavg'])} / {', '.join(f'{x:.1f}' for x in after['loadavg'])}"
+        f" (other busy processes: {others or 'none seen'}). Raw: `{doc['out']}`.",
+        "",
+        table(doc),
+        MD_END,
+    ])
+
+
+def write_md(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else ""
+    if MD_START in text and MD_END in text:
+        head, rest = text.split(MD_START, 1)
+        text = head + section + rest.split(MD_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n### Exact SNN backends per image·step (bench_speed.py)\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nets", default="cnn,resnet20,vgg16")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--T", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="onnxruntime/torch threads")
+    ap.add_argument("--out", default=str(RESULTS / "speed.json"))
+    ap.add_argument("--md", help="replace (or append) the bench_speed section of this markdown file")
+    args = ap.parse_args()
+    import torch
+
+    doc = {"command": "python benchmarks/bench_speed.py " + " ".join(sys.argv[1:]),
+           "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": bnr.machine(),
+           "torch": torch.__version__, "batch": args.batch, "T": args.T, "reps": args.reps,
+           "threads": args.threads, "out": os.path.relpath(args.out, ROOT), "load_before": load_snapshot(),
+           "timing": "median over interleaved repetitions; ANN per image, SNN per image·step", "results": []}
+    for name in args.nets.split(","):
+        doc["results"] += measure(name, args.batch, args.T, args.reps, args.threads)
+    doc["load_after"] = load_snapshot()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(table(doc))
+    if args.md:
+        write_md(Path(args.md), md_section(doc))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
