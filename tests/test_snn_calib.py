@@ -260,3 +260,17 @@ def test_auto_keeps_the_candidate_that_classifies_the_training_images_best() -> 
     # the accuracy calibration reports is the one the runtime measures on the same images
     assert np.mean(simulate(cal, x, [1], progress=False).predictions(1) == labels) == pytest.approx(
         report.train_accuracy)
+
+
+def test_calibrated_networks_are_bit_exact_on_ort_and_layer_major() -> None:
+    """The SNN-as-ONNX backend and the layer-major NumPy path take per-channel v_init and shifted biases too."""
+    from qcfs.runtime.ort_snn import simulate_ort
+
+    for make in (lava_nets.digits_net, lava_nets.residual_net):
+        _, cal, _ = _calibrated("bias-snn", make=make)
+        x = lava_nets.images(cal, 12, seed=6)
+        ref = simulate(cal, x, [1, 2, 4], progress=False, order="step")
+        for res in (simulate_ort(cal, x, [1, 2, 4], progress=False), simulate(cal, x, [1, 2, 4], progress=False)):
+            for t in (1, 2, 4):
+                assert np.array_equal(res.logits[t], ref.logits[t])
+                assert all(np.array_equal(res.spikes[t][k], ref.spikes[t][k]) for k in ref.spikes[t])
