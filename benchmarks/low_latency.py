@@ -33,6 +33,10 @@ def simulate(net: IntNet, x: np.ndarray, Ts: list[int], backend: str, pre_steps:
         from qcfs.runtime.torch_snn import simulate_torch
 
         return simulate_torch(net, x, Ts, progress=False, pre_steps=pre_steps)
+    if backend == "ort" and not pre_steps:  # the SNN-as-ONNX graph (bit-identical to NumPy, tested)
+        from qcfs.runtime.ort_snn import simulate_ort
+
+        return simulate_ort(net, x, Ts, progress=False)
     from qcfs.runtime.numpy_snn import simulate as simulate_np
 
     return simulate_np(net, x, Ts, progress=False, pre_steps=pre_steps)
@@ -55,7 +59,8 @@ def main() -> None:
     ap.add_argument("--methods", default="bias,potential,bias-snn,potential-snn")
     ap.add_argument("--eval-T", default="1,2,4,8")
     ap.add_argument("--pre-steps", default="", help="two-phase rows: comma-separated RHO:T pairs, e.g. 4:4,2:6")
-    ap.add_argument("--backend", default="numpy", choices=("numpy", "torch"))
+    ap.add_argument("--backend", default="numpy", choices=("numpy", "torch", "ort"),
+                    help="runtime for the evaluations (all exact; ort falls back to numpy for two-phase rows)")
     ap.add_argument("--out", required=True, help="output prefix (writes PREFIX.json, PREFIX.md, PREFIX.png)")
     args = ap.parse_args()
     t_start = time.time()
