@@ -143,10 +143,11 @@ def check_outputs(args: argparse.Namespace, model: str | Path | None) -> None:
     from qcfs.report.writer import REPORT_FILES
 
     inputs = [model, args.lava_json, *dataset_inputs(args.dataset, args.data_dir)]
-    outs = [o for o in (args.json, args.counts) if o]
-    for flag, path in (("--json", args.json), ("--counts", args.counts)):
+    named = [("--json", args.json), ("--counts", args.counts)]
+    outs = [path for _, path in named if path]
+    for i, (flag, path) in enumerate(named):
         if path:
-            safe_io.check_output(path, flag, inputs=inputs, others=[o for o in outs if o is not path])
+            safe_io.check_output(path, flag, inputs=inputs, others=[p for j, (_, p) in enumerate(named) if j != i])
     if args.report:
         safe_io.check_output_dir(args.report, "--report", REPORT_FILES, inputs=[*inputs, *outs])
 
