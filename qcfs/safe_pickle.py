@@ -4,7 +4,7 @@ Why: `pickle.load` calls any importable callable the file names (os.system, buil
 `test_batch` runs code as soon as it is read. The real batches (Python 2 pickles, protocol 2) contain only a
 dict of bytes keys, a list of ints, a list of bytes and one uint8 NumPy array, which needs exactly three
 globals: numpy's `_reconstruct`, `ndarray` and `dtype` (protocol-5 re-pickles use `_frombuffer` instead,
-Python-3 protocol-2 re-pickles `_codecs.encode` for the raw bytes). Those are the only globals allowed, and
+Python-3 protocol-2 re-pickles `_codecs.encode` and `bytes` for the raw bytes). Those are the only globals allowed, and
 each is wrapped so it can build nothing but a plain ndarray of a numeric dtype: no object arrays (whose
 elements would be unpickled objects) and no subclasses.
 """
@@ -52,9 +52,21 @@ def _encode(text: Any, encoding: str = "utf-8") -> bytes:
     return codecs.encode(text, encoding)
 
 
+def _bytes(*args: Any) -> bytes:
+    """bytes() as protocol-2 pickles spell empty or latin-1 bytes; never bytes(n) (n zero bytes: a memory bomb)."""
+    if not args:
+        return b""
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytes(args[0])
+    if len(args) == 2 and isinstance(args[0], str):
+        return _encode(args[0], args[1])
+    raise ForbiddenPickleError("unexpected bytes(...) call")
+
+
 _NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric",
                   "numpy")
-ALLOWED: dict[tuple[str, str], Any] = {("_codecs", "encode"): _encode}
+ALLOWED: dict[tuple[str, str], Any] = {("_codecs", "encode"): _encode, ("__builtin__", "bytes"): _bytes,
+                                       ("builtins", "bytes"): _bytes}
 for _mod in _NUMPY_MODULES:
     ALLOWED[(_mod, "_reconstruct")] = _reconstruct
     ALLOWED[(_mod, "_frombuffer")] = _frombuffer
