@@ -27,9 +27,10 @@ def save_checkpoint(path: Path, model: nn.Module, cfg: ModelConfig, dataset: str
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **state,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # atomic: an interrupted save never leaves a truncated checkpoint
+    from qcfs.safe_io import atomic_path
+
+    with atomic_path(path) as tmp:  # atomic: an interrupted save never leaves a truncated checkpoint
+        torch.save(payload, tmp)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -47,12 +48,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model (eval mode) and return it with the checkpoint's metadata."""
+    from qcfs.frontend.ckpt_config import validate_checkpoint
+
     ckpt = read_checkpoint(path)
-    cfg = ModelConfig(**ckpt["config"])
+    cfg = validate_checkpoint(path, ckpt)
     model = build_model(cfg)
     try:
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: weights do not match {cfg.arch} ({str(err).splitlines()[0]})") from None
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler", "rng")}

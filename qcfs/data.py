@@ -2,21 +2,32 @@
 
 `load_split(name, split, data_dir)` returns (images float32 [N, C, H, W] in [0, 1], labels int64 [N]) in the
 dataset's canonical file order. Missing or malformed data raises DatasetError: one line naming what was
-looked for where and how to get it.
+looked for where and how to get it. Every split is checked before it is returned: at least one sample, as
+many labels as images, every label in 0..classes-1, ImageFolder class folders exactly the dataset's classes
+(a missing class would silently shift every later label). Files are read only when regular (no FIFOs or
+devices), gzip members and pickles are size-capped, and CIFAR's pickles go through a restricted unpickler
+(qcfs.safe_pickle) that cannot run code.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import pickle
 import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from qcfs.errors import DatasetError
+from qcfs.safe_io import regular_input
+from qcfs.safe_pickle import loads_restricted
+
+MAX_DATA_FILE_BYTES = 1 << 30  # one idx file or CIFAR batch, decompressed: the real ones are < 200 MB
 
 
 @dataclass(frozen=True)
@@ -69,12 +80,59 @@ def load_split(name: str, split: str, data_dir: str | os.PathLike | None = None)
     if name == "digits":
         return _load_digits(split)
     if name == "fashion-mnist":
-        root = Path(data_dir or os.environ.get("QCFS_FASHION_MNIST_DIR") or info.default_dir)
-        return _load_idx(root, split, info)
+        root = fashion_root(data_dir, info)
+        x, y = _load_idx(root, split, info)
+    else:
+        root = cifar_root(data_dir, info)
+        x, y = _load_cifar10(root, split, info)
+    check_split(info, split, root, x, y)
+    return x, y
+
+
+def fashion_root(data_dir: str | os.PathLike | None, info: DatasetInfo) -> Path:
+    return Path(data_dir or os.environ.get("QCFS_FASHION_MNIST_DIR") or info.default_dir)
+
+
+def cifar_root(data_dir: str | os.PathLike | None, info: DatasetInfo) -> Path:
     root_s = data_dir or os.environ.get("QCFS_CIFAR10_DIR")
     if not root_s:
         raise DatasetError(f"cifar10: no data directory given; {info.how_to_get}")
-    return _load_cifar10(Path(root_s), split, info)
+    return Path(root_s)
+
+
+def check_split(info: DatasetInfo, split: str, where: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """The promises load_split makes about every split, checked once for every layout."""
+    if len(x) == 0:
+        raise DatasetError(f"{info.name}: the {split} split in {where} is empty (0 samples)")
+    if len(x) != len(y):
+        raise DatasetError(f"{info.name}: {len(x)} images but {len(y)} labels in the {split} split in {where}")
+    if tuple(x.shape[1:]) != info.shape:
+        raise DatasetError(f"{info.name}: images in {where} are {tuple(x.shape[1:])}, expected {info.shape}")
+    bad = np.flatnonzero((y < 0) | (y >= info.classes))
+    if bad.size:
+        raise DatasetError(f"{info.name}: label {int(y[bad[0]])} of sample {int(bad[0])} in {where} is outside "
+                           f"0..{info.classes - 1} ({bad.size} such labels)")
+
+
+def dataset_inputs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
+    """The files and folders a run reads for `name` (for the rule that no output may overwrite an input);
+    folders stand for everything inside them. Never raises: what is missing fails later, with its own error."""
+    info = DATASETS.get(name)
+    if info is None or name == "digits":
+        return []
+    try:
+        root = fashion_root(data_dir, info) if name == "fashion-mnist" else cifar_root(data_dir, info)
+    except DatasetError:
+        return []
+    if name == "fashion-mnist":
+        return [root / f"{p}-{k}-idx{d}-ubyte{gz}" for p in ("train", "t10k") for k, d in (("images", 3), ("labels", 1))
+                for gz in ("", ".gz")]
+    out = []
+    for base in (root, root / "cifar-10-batches-py"):
+        out += [base / f"data_batch_{i}" for i in range(1, 6)] + [base / "test_batch"]
+    for base in (root, root / "cifar10"):
+        out += [base / "train", base / "test"]
+    return out
 
 
 def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -87,12 +145,24 @@ def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     return (x[:cut], y[:cut]) if split == "train" else (x[cut:], y[cut:])
 
 
+def _read_capped(fh, what: Path) -> bytes:  # type: ignore[no-untyped-def]
+    """Read at most MAX_DATA_FILE_BYTES (a gzip member can inflate without bound; its size field is mod 2^32)."""
+    data = fh.read(MAX_DATA_FILE_BYTES + 1)
+    if len(data) > MAX_DATA_FILE_BYTES:
+        raise DatasetError(f"{what}: unpacks to more than {MAX_DATA_FILE_BYTES >> 20} MB; not a dataset file")
+    return data
+
+
 def _open_maybe_gz(path: Path) -> bytes:
     for p in (path, path.with_name(path.name + ".gz")):
         if p.exists():
-            opener = gzip.open if p.suffix == ".gz" else open
-            with opener(p, "rb") as fh:  # type: ignore[operator]
-                return fh.read()
+            regular_input(p, "dataset file", DatasetError)
+            try:
+                opener = gzip.open if p.suffix == ".gz" else open
+                with opener(p, "rb") as fh:  # type: ignore[operator]
+                    return _read_capped(fh, p)
+            except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+                raise DatasetError(f"{p}: corrupt gzip file ({err or type(err).__name__}); download it again") from None
     raise FileNotFoundError(path)
 
 
@@ -110,6 +180,8 @@ def _load_idx(root: Path, split: str, info: DatasetInfo) -> tuple[np.ndarray, np
         magic_l, n_l = struct.unpack(">II", raw_lbl[:8])
         if magic != 2051 or magic_l != 2049 or n != n_l or len(raw_img) != 16 + n * rows * cols:
             raise ValueError("bad idx header or size")
+        if len(raw_lbl) != 8 + n_l:
+            raise ValueError(f"label file holds {len(raw_lbl) - 8} labels, its header says {n_l}")
         x = np.frombuffer(raw_img, np.uint8, offset=16).reshape(n, 1, rows, cols)
         y = np.frombuffer(raw_lbl, np.uint8, offset=8).astype(np.int64)
     except (struct.error, ValueError) as err:
@@ -139,65 +211,117 @@ def _load_cifar_pickles(base: Path, split: str, info: DatasetInfo) -> tuple[np.n
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     xs, ys = [], []
     for name in names:
+        path = base / name
+        if not path.exists():
+            raise DatasetError(f"cifar10: {path} missing; {info.how_to_get}")
+        regular_input(path, "dataset file", DatasetError)
         try:
-            with open(base / name, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")  # the official format is a pickle
-            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
-        except FileNotFoundError:
-            raise DatasetError(f"cifar10: {base / name} missing; {info.how_to_get}") from None
-        except (OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:
-            raise DatasetError(f"cifar10: malformed batch {base / name} ({err!r}); {info.how_to_get}") from None
+            with open(path, "rb") as fh:
+                raw = _read_capped(fh, path)
+            batch = loads_restricted(raw)  # the official format is a pickle: read it without running code
+        except pickle.UnpicklingError as err:
+            raise DatasetError(f"cifar10: {path}: not a CIFAR-10 batch ({err})") from None
+        except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError, MemoryError) as err:
+            raise DatasetError(f"cifar10: malformed batch {path} ({type(err).__name__}: {str(err)[:200]}); "
+                               f"{info.how_to_get}") from None
+        x, y = _batch_arrays(batch, path)
+        xs.append(x)
+        ys.append(y)
     return np.concatenate(xs).astype(np.float32) / 255.0, np.concatenate(ys)
 
 
-def _cache_path(split_dir: Path) -> Path:
-    """Decoded-image cache keyed on the folder's path and modification time (decoding 60k JPEGs takes ~20 s)."""
-    import hashlib
+def _batch_arrays(batch: object, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """data uint8 [N, 3072] and labels [N] of one unpickled batch, or a one-line DatasetError."""
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DatasetError(f"cifar10: {path}: not a CIFAR-10 batch (expected a dict with b'data' and b'labels')")
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", type(data).__name__)
+        raise DatasetError(f"cifar10: {path}: b'data' is {getattr(data, 'dtype', '')} {shape}, expected uint8 [N, 3072]")
+    if isinstance(labels, np.ndarray):
+        labels = labels.tolist()
+    if not isinstance(labels, list) or not all(type(v) is int for v in labels):
+        raise DatasetError(f"cifar10: {path}: b'labels' is not a list of integers")
+    if len(labels) != len(data):
+        raise DatasetError(f"cifar10: {path}: {len(data)} images but {len(labels)} labels")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
-    key = f"{split_dir.resolve()}:{split_dir.stat().st_mtime_ns}".encode()
+
+def _image_files(split_dir: Path, info: DatasetInfo) -> list[tuple[Path, int]]:
+    """(file, label) in ImageFolder order: class folders sorted by name (torchvision's convention), files sorted
+    by name. The class folders must be exactly the dataset's classes: with one missing, torchvision-style
+    indexing would give every later class the label of its neighbour."""
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    expected = sorted(CIFAR10_CLASSES)
+    if classes != expected:
+        missing = [c for c in expected if c not in classes]
+        extra = [c for c in classes if c not in expected]
+        what = "; ".join(part for part in (f"missing class folder(s) {', '.join(missing)}" if missing else "",
+                                           f"unexpected folder(s) {', '.join(extra)}" if extra else "") if part)
+        raise DatasetError(f"cifar10: {split_dir}: {what}; an ImageFolder needs exactly the {len(expected)} "
+                           f"classes {', '.join(expected)} (labels follow their sorted order)")
+    files: list[tuple[Path, int]] = []
+    for cls in classes:
+        label = CIFAR10_CLASSES.index(cls)
+        files += [(f, label) for f in sorted((split_dir / cls).iterdir()) if f.is_file()]
+    if not files:
+        raise DatasetError(f"cifar10: {split_dir}: the class folders hold no images")
+    return files
+
+
+def _cache_path(files: list[tuple[Path, int]]) -> Path:
+    """Decoded-image cache keyed on every file's path, label, size and modification time (decoding 60k images
+    takes ~20 s): replacing, adding or removing any image gives a new key. A folder's mtime would not do —
+    it does not change when a file inside is rewritten in place."""
+    h = hashlib.sha256()
+    for f, label in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     root = Path(os.environ.get("QCFS_CACHE_DIR", Path.home() / ".cache" / "qcfs"))
-    return root / f"imagefolder-{hashlib.sha1(key).hexdigest()[:16]}.npz"
+    return root / f"imagefolder-{h.hexdigest()[:24]}.npz"
 
 
 def _load_image_folder(split_dir: Path, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
-    """ImageFolder: class folders sorted by name (torchvision's convention), files sorted by name."""
-    cache = _cache_path(split_dir)
-    if cache.exists():
+    """ImageFolder with the dataset's classes (see _image_files); decoded once, then cached."""
+    files = _image_files(split_dir, info)
+    cache = _cache_path(files)
+    if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as npz:
-                return npz["x"].astype(np.float32) / 255.0, npz["y"]
-        except (OSError, ValueError, KeyError):
+                cx, cy = npz["x"], npz["y"]
+            if cx.dtype == np.uint8 and cx.shape == (len(files), *info.shape) and len(cy) == len(files):
+                return cx.astype(np.float32) / 255.0, cy.astype(np.int64)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a damaged cache is rebuilt below
-    x, y = _decode_image_folder(split_dir, info)
+    x, y = _decode_image_folder(files, info)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, x=x, y=y)
-        tmp.replace(cache)
+        from qcfs.safe_io import atomic_path
+
+        with atomic_path(cache) as tmp:  # concurrent runs never see (or build on) a half-written cache
+            np.savez(tmp, x=x, y=y)
     except OSError:
         pass  # caching is an optimisation only
     return x.astype(np.float32) / 255.0, y
 
 
-def _decode_image_folder(split_dir: Path, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
+def _decode_image_folder(files: list[tuple[Path, int]], info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-    if not classes:
-        raise DatasetError(f"cifar10: no class folders in {split_dir}; {info.how_to_get}")
-    files: list[tuple[Path, int]] = []
-    for idx, cls in enumerate(classes):
-        files += [(f, idx) for f in sorted((split_dir / cls).iterdir()) if f.is_file()]
     x = np.empty((len(files), 3, 32, 32), dtype=np.uint8)
     for i, (f, _) in enumerate(files):
         try:
-            with Image.open(f) as im:
-                arr = np.asarray(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as err:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(f) as im:
+                    if im.size != (32, 32):  # checked on the header, before decoding (decompression bombs)
+                        raise DatasetError(f"cifar10: {f} is {im.size[0]}x{im.size[1]}, expected 32x32 RGB")
+                    arr = np.asarray(im.convert("RGB"))
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombWarning,
+                Image.DecompressionBombError) as err:
             raise DatasetError(f"cifar10: cannot decode {f} ({err})") from None
-        if arr.shape != (32, 32, 3):
-            raise DatasetError(f"cifar10: {f} is {arr.shape[1]}x{arr.shape[0]}, expected 32x32 RGB")
         x[i] = arr.transpose(2, 0, 1)
     y = np.fromiter((c for _, c in files), dtype=np.int64, count=len(files))
     return x, y

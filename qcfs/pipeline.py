@@ -16,11 +16,11 @@ ModelKind = Literal["checkpoint", "onnx", "intnet", "lava", "snn-onnx"]
 
 
 def model_kind(path: Path) -> ModelKind:
-    """Classify by content first (zip = torch checkpoint or npz), then by suffix; one-line error if neither."""
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such file")
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a directory, expected a model file")
+    """Classify by content first (zip = torch checkpoint or npz), then by suffix; one-line error if neither.
+    Only regular files that are no decompression bombs get this far (qcfs.safe_io): FIFOs and devices hang."""
+    from qcfs.safe_io import safe_model_input
+
+    safe_model_input(path)
     name = path.name
     if name.endswith(".lava.npz"):
         return "lava"
@@ -125,6 +125,10 @@ def export(
             import onnx
 
             canon = canonical_onnx(model, **import_options)
+            if opset != 20:
+                from qcfs.exporters.opset import convert_opset
+
+                canon = convert_opset(canon, opset)
             onnx.save_model(canon, str(out))
             return out
         net = to_intnet(canonical_onnx(model, **import_options), mode=mode, weight_bits=weight_bits,

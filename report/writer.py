@@ -19,12 +19,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from qcfs import safe_io
 from qcfs.intnet import IntNet
 from qcfs.report import plots
 from qcfs.report.energy import FIGURES, EnergyRow, energy_table, network_ops
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+FIGURE_FILES = ("accuracy.png", "spikes_per_layer.png", "firing_rate.png", "raster.png", "energy.png")
+REPORT_FILES = (REPORT_JSON, REPORT_MD, *FIGURE_FILES)  # everything write_report may write (output checks)
 
 
 def write_report(
@@ -90,9 +93,9 @@ def write_report(
         "figures": [name for name, _ in figures],
     }
     json_path = out / REPORT_JSON
-    json_path.write_text(json.dumps(report, indent=1, default=_json_default))
+    safe_io.write_text(json_path, json.dumps(report, indent=1, default=_json_default))
     md_path = out / REPORT_MD
-    md_path.write_text(_markdown(run_json, float_json, lava_json, rows, figures))
+    safe_io.write_text(md_path, _markdown(run_json, float_json, lava_json, rows, figures))
     return [json_path, *(out / name for name, _ in figures), md_path]
 
 

@@ -59,7 +59,7 @@ def main() -> None:
     lava = OUT / "cnn-digits.lava.npz"
     step("convert to an integer IF network for Lava", "qcfs-export", str(onnx), "--backend", "lava",
          "-o", str(lava), "--show-passes")
-    step("Lava fixed-point simulator, T = 4, first 50 test samples", "qcfs-run", "--model", str(lava),
+    step("Lava fixed-point simulator, T = 4, 50 test samples spread over the split", "qcfs-run", "--model", str(lava),
          "--backend", "lava", "--dataset", "digits", "--T", "4", "--limit", "50",
          "--json", str(OUT / "lava.json"), "--counts", str(OUT / "lava-counts.npz"))
     step("NumPy reference runtime on the same 50 samples", "qcfs-run", "--model", str(lava), "--dataset", "digits",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qcfs.data import DIGITS_TEST_SIZE, load_split
+from qcfs.data import CIFAR10_CLASSES, DIGITS_TEST_SIZE, load_split
 from qcfs.errors import DatasetError
 
 
@@ -67,9 +67,10 @@ def test_cifar_pickle_layout(tmp_path: Path) -> None:
 def test_cifar_image_folder_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QCFS_CACHE_DIR", str(tmp_path / "cache"))
     x, y = _cifar_fixture()
+    for cls in CIFAR10_CLASSES:  # every class folder must exist (a missing one would shift labels)
+        (tmp_path / "test" / cls).mkdir(parents=True)
     for i, (img, label) in enumerate(zip(x, y)):
-        d = tmp_path / "test" / ["airplane", "automobile", "bird"][label]
-        d.mkdir(parents=True, exist_ok=True)
+        d = tmp_path / "test" / CIFAR10_CLASSES[label]
         Image.fromarray(img.transpose(1, 2, 0)).save(d / f"{i:04d}.png")  # lossless for the comparison
     xs, ys = load_split("cifar10", "test", tmp_path)
     order = np.argsort(y, kind="stable")  # class folders sorted by name, files by name

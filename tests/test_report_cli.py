@@ -94,7 +94,7 @@ def test_command_line_recorded(report_run: ReportRun) -> None:
 
 def _onnxruntime_accuracy(checkpoint: Path, tmp: Path, limit: int) -> float:
     """Independent of qcfs-run's code path: the plain exported ONNX (not the canonical graph), the dataset's
-    own statistics, onnxruntime on the first `limit` test samples."""
+    own statistics, onnxruntime on the `limit` test samples qcfs-run's --limit picks (spread evenly)."""
     import onnxruntime as ort
 
     from qcfs.data import DATASETS, load_split
@@ -102,7 +102,10 @@ def _onnxruntime_accuracy(checkpoint: Path, tmp: Path, limit: int) -> float:
 
     path = export_checkpoint(checkpoint, tmp / "plain.onnx")
     images, labels = load_split("digits", "test")
-    images, labels = images[:limit], labels[:limit]
+    from qcfs.subset import subset_indices
+
+    idx = subset_indices(len(labels), limit)
+    images, labels = images[idx], labels[idx]
     info = DATASETS["digits"]
     mean = np.asarray(info.mean, dtype=np.float64).reshape(1, -1, 1, 1)
     std = np.asarray(info.std, dtype=np.float64).reshape(1, -1, 1, 1)

@@ -5,8 +5,14 @@ constant current and adds none).
 
 MODEL may be a checkpoint (.pt from qcfs-train), an ONNX file or an IntNet (.intnet.npz; its ANN accuracy is
 "n/a"). Without --model: models/<dataset>/model.onnx (else model.pt), then the same names in
-~/.cache/qcfs/<dataset>/; for digits one is trained there on first use. --limit N takes the first N test
-samples in the dataset's canonical order. JSON accuracies are fractions in [0, 1]; the table prints percent.
+~/.cache/qcfs/<dataset>/; for digits one is trained there on first use. --limit N takes N test samples spread
+evenly over the whole test set (indices floor(k(n-1)/(N-1) + 1/2), k = 0..N-1: deterministic, and fair to
+class-sorted sets such as ImageFolder copies); --subset prefix takes the first N instead. --json records the
+rule and the indices. JSON accuracies are fractions in [0, 1]; the table prints percent.
+
+Outputs (--json, --counts, --report) are checked before any work: never an input file, only regular files or
+new paths in existing writable folders; each is written to a temporary file and renamed on success. A run
+estimated to need more than --max-hours (or more memory than the machine has) is refused up front.
 
 Backends: numpy (reference, both timings), ort (onnxruntime on the exported integer SNN graph, layer-
 synchronous, bit-identical to numpy; the default for an .snn.onnx model), torch (layer-synchronous,
@@ -28,8 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qcfs import safe_io
 from qcfs.data import DATASETS
 from qcfs.cli import OneLineParser
+from qcfs.cli.values import MAX_TIMEOUT_S, number
+from qcfs.subset import RULES as SUBSET_RULES
 from qcfs.errors import BackendError, QCFSError, cli_entry
 
 if TYPE_CHECKING:
@@ -94,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing", default="sync", choices=("sync", "pipelined"),
                    help="numpy backend: layer-synchronous or pipelined back-to-back stream (as Lava; slow)")
     p.add_argument("--device", choices=DEVICES, help="torch backend: where to simulate (default cpu)")
-    p.add_argument("--limit", type=positive_int, help="first N test samples")
+    p.add_argument("--limit", type=positive_int,
+                   help="N test samples spread evenly over the test set (see --subset)")
+    p.add_argument("--subset", choices=SUBSET_RULES, default="spread",
+                   help="with --limit: 'spread' (default, evenly spaced indices) or 'prefix' (the first N)")
     p.add_argument("--batch", type=positive_int, default=256, help="samples per batch (default 256)")
     p.add_argument("--data-dir", help="dataset location (see README: Datasets)")
     p.add_argument("--json", help="write the results as JSON here")
@@ -106,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pre-steps", type=int, default=0, metavar="RHO",
                    help="two-phase inference: run RHO steps, correct each neuron's offset spikes, then count T "
                         "steps (numpy/torch, sync timing; latency reported as RHO + T + depth)")
-    p.add_argument("--timeout", type=positive_int, default=3600, help="lava backend: seconds (default 3600)")
+    p.add_argument("--timeout", type=number(0, MAX_TIMEOUT_S, lo_open=True), default=3600,
+                   help="lava backend: seconds (default 3600)")
+    p.add_argument("--max-hours", type=number(0, 24 * 365, lo_open=True), default=24.0,
+                   help="refuse runs estimated (optimistically) to take longer (default 24)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -130,10 +145,29 @@ def check_args(args: argparse.Namespace) -> None:
                         f"--backend {args.backend} has no phase schedule (Lava's IF process, the SNN ONNX graph)")
     if args.lava_json and not args.report:
         raise QCFSError("--lava-json only adds points to a report; pass --report DIR too")
+    if args.subset != "spread" and args.limit is None:
+        raise QCFSError("--subset chooses which samples --limit N takes; pass --limit too")
+
+
+def check_outputs(args: argparse.Namespace, model: str | Path | None) -> None:
+    """Every output path, before any model or data is loaded: not an input, not another output, a regular file
+    or a new path in a writable folder (qcfs.safe_io)."""
+    from qcfs.data import dataset_inputs
+    from qcfs.report.writer import REPORT_FILES
+
+    inputs = [model, args.lava_json, *dataset_inputs(args.dataset, args.data_dir)]
+    named = [("--json", args.json), ("--counts", args.counts)]
+    outs = [path for _, path in named if path]
+    for i, (flag, path) in enumerate(named):
+        if path:
+            safe_io.check_output(path, flag, inputs=inputs, others=[p for j, (_, p) in enumerate(named) if j != i])
+    if args.report:
+        safe_io.check_output_dir(args.report, "--report", REPORT_FILES, inputs=[*inputs, *outs])
 
 
 def load_lava_json(path: str, dataset: str) -> dict[str, Any]:
     """An earlier `qcfs-run --json` result, checked enough that the plot cannot silently show nonsense."""
+    safe_io.regular_input(path, "JSON file", QCFSError)
     try:
         doc = json.loads(Path(path).read_text())
     except OSError as err:
@@ -147,7 +181,33 @@ def load_lava_json(path: str, dataset: str) -> dict[str, Any]:
                         "expected a --backend lava run")
     if doc.get("dataset") not in (None, dataset):
         raise QCFSError(f"--lava-json {path}: is for dataset {doc['dataset']}, this run is {dataset}")
+    for i, r in enumerate(doc["results"]):
+        problem = _result_problem(r)
+        if problem:
+            raise QCFSError(f"--lava-json {path}: results[{i}] {problem}; expected the JSON of qcfs-run --json")
     return doc
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and bool(np.isfinite(x))
+
+
+def _result_problem(r: Any) -> str | None:
+    """What is wrong with one entry of a --json "results" list (None: nothing the report would trip on)."""
+    if not isinstance(r, dict):
+        return "is not an object"
+    if not isinstance(r.get("T"), int) or isinstance(r.get("T"), bool) or r["T"] < 1:
+        return f"has T = {r.get('T')!r}, expected a positive integer"
+    acc = r.get("accuracy")
+    if acc is not None and not (_finite(acc) and 0 <= acc <= 1):
+        return f"has accuracy = {acc!r}, expected a fraction in [0, 1] or null"
+    for key in ("spikes_per_sample", "synops_per_sample", "spikes_per_neuron_per_step"):
+        if key in r and not (_finite(r[key]) and r[key] >= 0):
+            return f"has {key} = {r[key]!r}, expected a non-negative number"
+    per = r.get("spikes_per_layer")
+    if per is not None and not (isinstance(per, dict) and all(_finite(v) and v >= 0 for v in per.values())):
+        return "has spikes_per_layer that is not an object of non-negative numbers"
+    return None
 
 
 def command_line(argv: list[str] | None) -> str:
@@ -156,8 +216,10 @@ def command_line(argv: list[str] | None) -> str:
 
 
 # --- stages ---------------------------------------------------------------------------------------------
-def load_network(model: Path, mode: str | None):  # type: ignore[no-untyped-def]
-    """(IntNet, canonical ONNX or None) from any accepted model file."""
+def load_network(model: Path, mode: str | None, normalize=None):  # type: ignore[no-untyped-def]
+    """(IntNet, canonical ONNX or None) from any accepted model file. `normalize` (from --normalize) is
+    applied where the input scale can follow it: in the ONNX before conversion, so the 8-bit input scale is
+    recomputed for the new range; an exported IntNet keeps its scale, which is refused if it would saturate."""
     from qcfs import pipeline
     from qcfs.intnet import load_intnet
 
@@ -175,20 +237,24 @@ def load_network(model: Path, mode: str | None):  # type: ignore[no-untyped-def]
             net = load_intnet(model)
         if mode is not None and mode != net.mode:
             raise QCFSError(f"{model}: is a {net.mode}-mode IntNet; --mode {mode} needs the ONNX or checkpoint")
-        return net, None
+        return apply_normalize(net, normalize, model), None
     canon = pipeline.canonical_onnx(model)
+    if normalize is not None:
+        from qcfs.toolchain.renormalize import with_normalization
+
+        canon = with_normalization(canon, *normalize)
     return pipeline.to_intnet(canon, mode=mode or "int"), canon
 
 
-def apply_normalize(net, normalize):  # type: ignore[no-untyped-def]
+def apply_normalize(net, normalize, model: Path | None = None):  # type: ignore[no-untyped-def]
+    """--normalize on an exported IntNet: its input scale was fixed at export; keep it only if no pixel of the
+    new normalization saturates the quantized input (else refuse: re-export from the ONNX or checkpoint)."""
     if normalize is None:
         return net
-    mean, std = normalize
-    c = net.input.shape[0]
-    if len(mean) not in (1, c):
-        raise QCFSError(f"--normalize gives {len(mean)} channel(s), the model has {c}")
-    if len(mean) == 1:
-        mean, std = mean * c, std * c
+    from qcfs.toolchain.renormalize import broadcast_channels, check_scale_fits
+
+    mean, std = broadcast_channels(*normalize, net.input.shape[0])
+    check_scale_fits(net.input, mean, std, str(model or "model"))
     return dataclasses.replace(net, input=dataclasses.replace(net.input, mean=mean, std=std))
 
 
@@ -296,25 +362,30 @@ def main(argv: list[str] | None = None) -> int:
     from qcfs.data import load_split
     from qcfs.defaults import default_model
 
+    check_outputs(args, args.model)
     lava_doc = load_lava_json(args.lava_json, args.dataset) if args.lava_json else None
     model = Path(args.model) if args.model else default_model(args.dataset)
-    net, canon = load_network(model, args.mode)
+    net, canon = load_network(model, args.mode, args.normalize)
     from qcfs.pipeline import model_kind
 
     args.lava_file = model if model_kind(model) == "lava" else None
     args.snn_onnx_file = model if model_kind(model) == "snn-onnx" else None
-    net = apply_normalize(net, args.normalize)
     images, labels = load_split(args.dataset, "test", args.data_dir)
     if tuple(images.shape[1:]) != tuple(net.input.shape):
         raise QCFSError(f"{model}: expects input {tuple(net.input.shape)}, {args.dataset} has {images.shape[1:]}")
-    if args.limit:
-        images, labels = images[: args.limit], labels[: args.limit]
+    from qcfs.subset import describe, subset_indices
+
+    subset = describe(len(labels), args.limit, args.subset)
+    idx = subset_indices(len(labels), args.limit, args.subset)
+    images, labels = images[idx], labels[idx]
+    check_run_budget(net, len(labels), args)
     ann_acc = None
     if canon is not None:
         ann_acc = ann_accuracy(canon, images, labels, net.input.mean, net.input.std, args.batch)
     raster_k = RASTER_NEURONS if args.report else 0
     result = simulate(net, images, args, raster_k)
     doc = summarize(args, model, net, result, labels, ann_acc, command_line(argv))
+    doc["subset"] = subset
     try:
         write_outputs(args, doc, result)
         if args.report:
@@ -325,6 +396,18 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         raise QCFSError(f"cannot write results: {err}") from None
     return 0
+
+
+def check_run_budget(net: IntNet, n: int, args: argparse.Namespace) -> None:
+    """Refuse (one line) a run that surely cannot finish in --max-hours or fit in memory; say so when long."""
+    from qcfs.budget import check_budget, estimate
+
+    backend = args.backend if args.backend != "torch" else f"torch-{args.device or 'cpu'}"
+    est = estimate(net, n, args.Ts, args.batch, backend, raster_neurons=RASTER_NEURONS if args.report else 0)
+    what = f"--T {max(args.Ts)} on {n} samples with --batch {args.batch} ({args.backend})"
+    check_budget(est, what, args.max_hours)
+    if est.seconds > 600:
+        print(f"qcfs-run: {what} will take {est.describe()}", file=sys.stderr)
 
 
 def summarize(args: argparse.Namespace, model: Path, net: IntNet, result: SimResult, labels: np.ndarray,
@@ -360,9 +443,9 @@ def calibration_provenance(net: IntNet) -> dict[str, Any] | None:
 
 def write_outputs(args: argparse.Namespace, doc: dict[str, Any], result: SimResult) -> None:
     if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        safe_io.write_text(args.json, json.dumps(doc, indent=2) + "\n")
     if args.counts:
-        with open(args.counts, "wb") as fh:  # np.savez would append ".npz" to other suffixes
+        with safe_io.atomic_path(args.counts) as tmp, open(tmp, "wb") as fh:  # np.savez would add ".npz"
             np.savez(fh, **result.counts_arrays())
 
 
@@ -385,8 +468,7 @@ def run_companion(args: argparse.Namespace, first: Run, canon: onnx.ModelProto |
         return None
     from qcfs import pipeline
 
-    other = apply_normalize(pipeline.to_intnet(canon, mode="float" if first.net.mode == "int" else "int"),
-                            args.normalize)
+    other = pipeline.to_intnet(canon, mode="float" if first.net.mode == "int" else "int")  # already renormalized
     timing = args.timing if args.backend == "numpy" else "sync"
     print(f"report: also simulating the {other.mode}-mode network (numpy, {timing})")
     result = simulate_numpy(other, images, args.Ts, timing, args.batch, RASTER_NEURONS, not args.no_progress,

@@ -7,7 +7,11 @@ Isolation (every path ends with the worker's process group SIGKILLed and reaped)
   * Ctrl-C / any exception here -> kill group, re-raise;
   * parent killed (even SIGKILL) -> the worker's stdin pipe hits EOF -> the worker kills its own group;
   * worker failure -> its one-line error.txt becomes a BackendError.
-Inputs and results travel as files in a private temp dir.
+Inputs and results travel as files in a private temp dir (`qcfs-lava-*`), which is removed on every exit
+path: normally and on exceptions by this process (SIGTERM/SIGHUP become exceptions in the CLIs, see
+qcfs.errors.cli_entry); when this process is SIGKILLed, by the worker's watchdog before it kills its group.
+The worker's TMPDIR points inside that folder, so the `pymp-*` folders multiprocessing creates for Lava's
+processes (never removed when they are SIGKILLed) go with it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from qcfs.runtime.result import SimResult
 from qcfs.semantics import encode_input
 
 WORKER_MODULE = "qcfs.runtime.lava.worker"
+# multiprocessing puts AF_UNIX sockets at TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX (about 35 more characters)
+# and the kernel allows 107: a longer jobdir would break Lava, so it then keeps the user's TMPDIR
+MAX_TMPDIR_CHARS = 64
 
 
 def _lava_file(net_or_path: IntNet | str | Path, tmp: Path) -> Path:
@@ -67,6 +74,17 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+def _remove_tree(path: Path) -> None:
+    """rmtree that survives files vanishing or appearing while the killed group's last processes exit."""
+    import shutil
+
+    for _ in range(5):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.1)
+
+
 def _pump_progress(stream, bar_holder: dict, progress: bool) -> None:  # type: ignore[no-untyped-def]
     for raw in stream:
         parts = raw.decode(errors="replace").split()
@@ -87,6 +105,8 @@ def _pump_progress(stream, bar_holder: dict, progress: bool) -> None:  # type: i
 def run_worker(jobdir: Path, timeout_s: float, progress: bool) -> dict[str, np.ndarray]:
     """Start the worker on `jobdir`, wait (bounded), always kill its group; results or BackendError."""
     env = dict(os.environ)
+    if len(str(jobdir)) <= MAX_TMPDIR_CHARS:  # Lava's multiprocessing pymp-* folders land inside jobdir
+        env["TMPDIR"] = str(jobdir)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(var, "1")  # dozens of Lava processes share the cores: no BLAS thread pools
     with open(jobdir / "stderr.txt", "wb") as err_fh:
@@ -126,14 +146,16 @@ def simulate_lava(net_or_path: IntNet | str | Path, images01: np.ndarray, Ts: li
     Ts = sorted({int(t) for t in Ts})
     if not Ts or Ts[0] < 1:
         raise BackendError(f"Ts must be positive integers, got {Ts}")
-    with tempfile.TemporaryDirectory(prefix="qcfs-lava-") as tmp_name:
-        tmp = Path(tmp_name)
+    tmp = Path(tempfile.mkdtemp(prefix="qcfs-lava-"))
+    try:
         lava_path = _lava_file(net_or_path, tmp)
         lf = load_lava_file(lava_path)
         np.save(tmp / "inputs.npy", encode_for_lava(lf, images01))
         job = {"lava_file": str(lava_path.resolve()), "T": Ts[-1], "stock_conv": stock_conv, "fault": fault}
         (tmp / "job.json").write_text(json.dumps(job))
         res = run_worker(tmp, timeout_s, progress)
+    finally:
+        _remove_tree(tmp)
     names = [lh["name"] for lh in lf.layers if lh["kind"] == "if"]
     return SimResult(
         Ts=Ts,

@@ -4,8 +4,9 @@ Why a separate interpreter: importing Lava forces the fork start method, an exce
 model makes stop() hang, and killed parents leave Lava's children spinning. So the parent (backend.py)
 never imports Lava; it starts this module as the leader of a new process group and kills the whole group
 on every exit path. Here we add the other half of the contract:
-  * watchdog: a thread blocks on stdin (a pipe from the parent); EOF means the parent is gone (or gave up)
-    and the whole group is killed; SIGTERM/SIGINT/SIGHUP do the same;
+  * watchdog: a thread blocks on stdin (a pipe from the parent); EOF means the parent is gone (or gave up):
+    JOBDIR (the parent's private temp folder, which it can no longer remove) is deleted and the whole group
+    is killed; SIGTERM/SIGINT/SIGHUP kill the group (the live parent then removes JOBDIR);
   * failure: the error goes to JOBDIR/error.txt as one line (first one wins), then the whole group,
     this process included, is SIGKILLed;
   * success: JOBDIR/result.npz is written atomically before stop(), which gets a bounded time.
@@ -53,23 +54,27 @@ def write_error(jobdir: Path, msg: str) -> None:
         pass
 
 
-def _watch_parent(fd: int) -> None:
+def _watch_parent(fd: int, jobdir: Path | None = None) -> None:
     try:
         while os.read(fd, 1):
             pass
     except OSError:
         pass
+    if jobdir is not None and jobdir.name.startswith("qcfs-lava-"):  # only a folder the backend created
+        import shutil
+
+        shutil.rmtree(jobdir, ignore_errors=True)
     kill_group()
 
 
-def _install_guards() -> None:
+def _install_guards(jobdir: Path | None = None) -> None:
     # The watchdog reads a private dup of the pipe with os.read: a thread blocked in sys.stdin.read would
     # hold the BufferedReader lock, and multiprocessing's forked children deadlock closing sys.stdin.
     fd = os.dup(0)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    threading.Thread(target=_watch_parent, args=(fd,), daemon=True, name="parent-watchdog").start()
+    threading.Thread(target=_watch_parent, args=(fd, jobdir), daemon=True, name="parent-watchdog").start()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: kill_group())
 
@@ -165,7 +170,7 @@ def _bounded_stop(anchor, timeout_s: float = 30.0) -> None:  # type: ignore[no-u
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     jobdir = Path(argv[0])
-    _install_guards()
+    _install_guards(jobdir.resolve())
     try:
         from qcfs.runtime.lava.compat import ensure_lava
 
