@@ -31,7 +31,9 @@ from qcfs.exporters.canonical import (
     get_metadata, set_ir_version, set_metadata,
 )
 from qcfs.toolchain import calibrate as calib
+from qcfs.toolchain.constant_fold import fold_constants
 from qcfs.toolchain.onnx_file import read_onnx
+from qcfs.toolchain.onnx_values import check_initializers
 from qcfs.toolchain.rewrite_rules import NORMALIZE_RULES, QCFS_RULES, is_qcfs
 from qcfs.toolchain.validate import validate
 
@@ -238,6 +240,9 @@ def load_canonical(
     old_meta = get_metadata(proto)
     source_opset = _default_opset(proto)
     model = _to_ir(proto, source)
+    _prepare(model)
+    check_initializers(model, source)
+    fold_constants(model)  # after the value checks: folding must not turn a bad constant into a silent one
     _prepare(model)
     _fuse(model, source)
     dropped = _drop_trailing_softmax(model)
