@@ -106,9 +106,25 @@ def _drop_trailing_softmax(model: ir.Model) -> str | None:
     src = node.inputs[0]
     if src is None or src.is_graph_input() or len(src.uses()) != 1:
         return None
+    if not _per_class(node, src):
+        return None  # e.g. Softmax(axis=0) normalises over the batch: not argmax-preserving; validate refuses it
     graph.outputs[0] = src
     graph.remove(node, safe=True)
     return node.op_type
+
+
+def _per_class(node: ir.Node, src: ir.Value) -> bool:
+    """True only when the (Log)Softmax normalises each sample over its classes: its input is [batch, classes]
+    (known shape, or produced by a Gemm/Flatten) and its axis is 1 / -1. Then it is strictly monotone per
+    sample and dropping it keeps every argmax; any other axis mixes samples or classes with positions."""
+    attr = node.attributes.get("axis")
+    axis = attr.as_int() if attr is not None else -1
+    if src.shape is not None:
+        rank = len(src.shape)
+    else:
+        producer = src.producer()
+        rank = 2 if producer is not None and producer.op_type in ("Gemm", "Flatten") else None
+    return rank == 2 and axis in (1, -1)
 
 
 def _canonical_io(model: ir.Model, source: str) -> tuple[list[int] | None, int | None]:
@@ -163,6 +179,9 @@ def _name_lambdas(model: ir.Model) -> None:
                 base += "_"
             node.name = base
             taken.add(base)
+        if len(node.inputs) != 2 or node.inputs[1] is None or node.inputs[1].const_value is None \
+                or node.inputs[1].const_value.numpy().size != 1:
+            continue  # validate() reports it (missing or per-channel λ)
         lam = node.inputs[1]
         want = f"{node.name}.lam"
         if lam is not None and lam.name == want and len(lam.uses()) == 1:

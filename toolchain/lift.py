@@ -266,9 +266,13 @@ def lift(model: onnx.ModelProto) -> Graph:
                     raise unsupported(node, f"Flatten axis {a.get('axis')}; only axis=1 (keep the batch) is supported")
             else:
                 target = param(1, "shape").astype(int).tolist()
-                ok = len(target) == 2 and (target[1] == size or (target[1] == -1 and target[0] != -1))
+                keep_batch = int(a.get("allowzero", 0)) == 0  # 0 copies the batch dimension only without allowzero
+                # a flatten keeps the batch and puts everything else in one row: [0, -1], [0, n] or [-1, n]
+                ok = len(target) == 2 and ((target[0] == 0 and keep_batch and target[1] in (-1, size))
+                                           or (target[0] == -1 and target[1] == size))
                 if not ok:
-                    raise unsupported(node, f"Reshape to {target}; only [batch, -1] (a flatten) is supported")
+                    raise unsupported(node, f"Reshape to {target} is not a flatten of the {list(g[x].shape)} "
+                                            f"input; only [0, -1], [0, {size}] or [-1, {size}] are supported")
             name = new_node(node, "flatten", [x], (size,))
         elif op in ("Dropout", "Identity"):
             x = src()

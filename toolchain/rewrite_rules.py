@@ -41,6 +41,10 @@ def _scalar(value: ir.Value | None) -> float | None:
     return float(arr.reshape(()))
 
 
+def _is_constant_array(value: ir.Value | None) -> bool:
+    return value is not None and value.const_value is not None and value.const_value.numpy().size > 1
+
+
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=_RTOL, abs_tol=0.0)
 
@@ -49,6 +53,10 @@ def _qcfs_constants(x: ir.Value, lam1: ir.Value, lam2: ir.Value, L1: ir.Value, d
                     phi: ir.Value, lo: ir.Value, hi: ir.Value) -> tuple[float, int, float] | None:
     """(λ, L, φ) if the constants make a QCFS, None if they are not this pattern, QCFSError if invalid."""
     vals = [_scalar(v) for v in (lam1, lam2, L1, down, phi, lo, hi)]
+    if vals[0] is None and all(v is not None for v in vals[2:]) and _is_constant_array(lam1):
+        raise QCFSError(f"QCFS activation after '{x.name or '?'}' has a per-channel clip level λ (shape "
+                        f"{list(lam1.const_value.numpy().shape)}); an IF layer has one threshold, so qcfs needs one "
+                        "λ per layer")
     if any(v is None for v in vals):
         return None
     lam, lam_b, L, d, shift, low, high = vals  # type: ignore[misc]

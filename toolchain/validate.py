@@ -24,8 +24,10 @@ ADVICE: dict[str, str] = {
     "Relu": "use --calibrate relu --dataset D to turn each ReLU into QCFS, or train with QCFS",
     "Clip": _QCFS_PARTS, "Floor": _QCFS_PARTS, "Div": _QCFS_PARTS, "Mul": _QCFS_PARTS, "Max": _QCFS_PARTS,
     "Min": _QCFS_PARTS, "Sub": _QCFS_PARTS, "Round": _QCFS_PARTS,
-    "Softmax": "only a Softmax that produces the output can be dropped; remove it from the middle of the network",
-    "LogSoftmax": "only a LogSoftmax that produces the output can be dropped",
+    "Softmax": "only a per-class Softmax (axis 1 / -1 of the [batch, classes] output) that produces the output "
+               "can be dropped; remove it from the export",
+    "LogSoftmax": "only a per-class LogSoftmax (axis 1 / -1 of the [batch, classes] output) that produces the "
+                  "output can be dropped; remove it from the export",
     "LSTM": "recurrent layers cannot be converted to an IF network", "GRU": "recurrent layers cannot be converted",
     "RNN": "recurrent layers cannot be converted",
 }
@@ -49,6 +51,9 @@ def check_qcfs_node(node: ir.Node, source: str) -> None:
     if len(node.inputs) != 2 or node.inputs[1] is None or node.inputs[1].const_value is None:
         raise ModelFileError(f"{where}: needs inputs (X, lambda) with lambda a constant initializer")
     lam = node.inputs[1].const_value.numpy()
+    if lam.size > 1:
+        raise ModelFileError(f"{where}: per-channel clip level λ (shape {list(lam.shape)}) is not supported; an IF "
+                             "layer has one threshold, so λ must be a float scalar (one per layer)")
     if lam.size != 1 or not np.issubdtype(lam.dtype, np.floating):
         raise ModelFileError(f"{where}: lambda must be a float scalar (got shape {list(lam.shape)}, {lam.dtype})")
     value = float(lam.reshape(()))
