@@ -10,6 +10,7 @@ from qcfs.cli import OneLineParser
 from qcfs.errors import QCFSError, cli_entry
 
 BACKENDS = ("onnx", "intnet", "lava")
+AUTHORS_ARCHS = ("authors-vgg16", "authors-resnet18", "authors-resnet34", "authors-resnet20")
 SUFFIX = {"onnx": ".onnx", "intnet": ".intnet.npz", "lava": ".lava.npz"}
 
 
@@ -25,7 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", choices=("relu",), help="convert a plain ReLU network by data calibration")
     p.add_argument("--dataset", help="dataset for --calibrate")
     p.add_argument("--data-dir", help="dataset location for --calibrate")
-    p.add_argument("--L", type=int, default=4, help="quantization steps for --calibrate (default 4)")
+    p.add_argument("--L", type=int, default=None,
+                   help="quantization steps for --calibrate (default 4); with --arch: the L it was trained with "
+                        "(required)")
+    p.add_argument("--arch", choices=AUTHORS_ARCHS,
+                   help="MODEL is a bare state dict of the QCFS authors' code (with --L and --dataset; "
+                        "docs/authors_checkpoints.md)")
     p.add_argument("--percentile", type=float, default=99.9, help="activation percentile for λ (default 99.9)")
     return p
 
@@ -44,10 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.weight_bits < 2 or args.weight_bits > 16:
         raise QCFSError(f"--weight-bits must be in 2..16, got {args.weight_bits}")
+    if args.arch and args.L is None:
+        raise QCFSError(f"--arch {args.arch} needs --L (the quantization steps the model was trained with; "
+                        "a bare state dict does not record it)")
+    args.L = 4 if args.L is None else args.L
     if args.L < 1:
         raise QCFSError(f"--L must be a positive integer, got {args.L}")
     if args.calibrate and not args.dataset:
         raise QCFSError("--calibrate relu needs --dataset (samples to measure activations on)")
+    if args.arch and not args.dataset:
+        raise QCFSError(f"--arch {args.arch} needs --dataset (the authors' checkpoints carry no config) and the "
+                        "--L it was trained with")
     model = Path(args.model)
     out = Path(args.output) if args.output else default_output(model, args.backend)
     from qcfs import pipeline
@@ -65,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir,
         L=args.L,
         percentile=args.percentile,
+        arch=args.arch,
     )
     print(f"wrote {written}", file=sys.stderr)
     return 0
