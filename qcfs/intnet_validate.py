@@ -204,8 +204,8 @@ def _check_layer(net: IntNet, i: int, layer: Layer, shapes: dict[str, tuple[int,
     last = i == len(net.layers) - 1
     _check(isinstance(layer.kind, str) and layer.kind in LAYER_KINDS,
            f"kind must be one of {LAYER_KINDS}, got {layer.kind!r}")
-    _check(not last or layer.kind == "readout", f"the last layer must be the readout, got kind {layer.kind!r}")
-    _check(last or layer.kind == "if", "a readout layer before the last layer (the readout must be last)")
+    _check(not last or layer.kind == "readout", f"kind {layer.kind!r} for the last layer: the readout must be last")
+    _check(last or layer.kind == "if", "a readout before the last layer: the readout must be last")
     _check(isinstance(layer.name, str) and layer.name and layer.name != "input" and layer.name not in shapes,
            f"name {layer.name!r} is empty, 'input' or used twice")
     layer.shape = _shape(layer.shape, "shape")
