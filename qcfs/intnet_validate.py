@@ -177,13 +177,16 @@ def _check_synapse(net: IntNet, layer: Layer, j: int, shapes: dict[str, tuple[in
     _check(layer.depth == want, f"depth {layer.depth!r} != depth({syn.source}) + 1 + delay = {want} ({f})")
     w = _array(syn.weight, f"{f} weight", integer, net.profile.weight_bits if integer else None)
     src = shapes[syn.source]
+    stride = _ints(syn.stride, 2, f"{f} stride", 1)
+    pads = _ints(syn.padding, 4, f"{f} padding", 0)
+    _check(_is_int(syn.groups) and syn.groups >= 1, f"{f}: groups must be an integer ≥ 1, got {syn.groups!r}")
+    if syn.kind == "dense":
+        _check(stride == (1, 1) and pads == (0, 0, 0, 0) and syn.groups == 1,
+               f"{f}: a dense synapse has stride [1, 1], padding [0, 0, 0, 0] and groups 1")
     if syn.kind == "conv":
         _check(len(src) == 3 and len(layer.shape) == 3, f"{f}: conv needs [C,H,W] source and layer shapes, "
                                                         f"got {list(src)} -> {list(layer.shape)}")
         _check(w.ndim == 4 and min(w.shape) > 0, f"{f}: conv weight must be [O, I/g, kh, kw], got {list(w.shape)}")
-        stride = _ints(syn.stride, 2, f"{f} stride", 1)
-        pads = _ints(syn.padding, 4, f"{f} padding", 0)
-        _check(_is_int(syn.groups) and syn.groups >= 1, f"{f}: groups must be an integer ≥ 1, got {syn.groups!r}")
         g = int(syn.groups)
         _check(src[0] % g == 0 and w.shape[0] % g == 0,
                f"{f}: groups {g} must divide input channels {src[0]} and output channels {w.shape[0]}")

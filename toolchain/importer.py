@@ -286,4 +286,16 @@ def load_canonical(
     set_metadata(out, _metadata(model, old_meta, chw=chw, classes=classes, dataset=dataset if calibrated else None,
                                 calibrated=calibrated, normalize=normalize, dropped=dropped,
                                 source_opset=source_opset))
+    _check_liftable(out, source)
     return out
+
+
+def _check_liftable(model: onnx.ModelProto, source: str) -> None:
+    """The canonical file must never hold what the converter refuses (a Reshape that is not a flatten of the
+    actual input shape, say): lift it once, as conversion would, so --backend onnx refuses it too."""
+    from qcfs.toolchain.lift import lift
+
+    try:
+        lift(model)
+    except QCFSError as err:
+        raise UnsupportedOpError(f"{source}: {err}") from None

@@ -61,12 +61,35 @@ def check_qcfs_node(node: ir.Node, source: str) -> None:
         raise ModelFileError(f"{where}: clip level λ = {value}; λ must be positive and finite")
 
 
+def check_reshape(node: ir.Node, source: str) -> None:
+    """The canonical form holds only flattening Reshapes: target [0, -1], [0, n] or [-1, n] (n = the product of
+    the other dims, checked here when the input shape is known and again by the converter)."""
+    target = node.inputs[1] if len(node.inputs) > 1 else None
+    where = f"{source}: node '{node.name}' (Reshape)"
+    if target is None or target.const_value is None:
+        raise UnsupportedOpError(f"{where}: target shape is computed at run time; only a constant flatten "
+                                 "([0, -1]) is supported")
+    t = target.const_value.numpy().reshape(-1).tolist()
+    x = node.inputs[0]
+    dims = list(x.shape)[1:] if x is not None and x.shape is not None else None
+    n = int(np.prod(dims)) if dims is not None and all(isinstance(d, int) for d in dims) else None
+    allowzero = node.attributes.get("allowzero")
+    keep_batch = allowzero is None or allowzero.as_int() == 0
+    ok = len(t) == 2 and ((t[0] == 0 and keep_batch and (t[1] == -1 or n in (None, t[1])))
+                          or (t[0] == -1 and t[1] != -1 and n in (None, t[1])))
+    if not ok:
+        raise UnsupportedOpError(f"{where}: Reshape to {t} is not a flatten (that keeps the batch); only [0, -1], "
+                                 "[0, n] or [-1, n] convert")
+
+
 def validate(model: ir.Model, source: str) -> None:
     """Raise UnsupportedOpError / ModelFileError for the first node the passes could not convert."""
     for node in model.graph:
         if node.domain == QCFS_DOMAIN and node.op_type == QCFS_OP:
             check_qcfs_node(node, source)
             continue
+        if node.domain in ("", "ai.onnx") and node.op_type == "Reshape":
+            check_reshape(node, source)
         if node.domain in ("", "ai.onnx") and node.op_type in SUPPORTED_OPS:
             continue
         advice = ADVICE.get(node.op_type, _DEFAULT_ADVICE) if node.domain in ("", "ai.onnx") else _DEFAULT_ADVICE
