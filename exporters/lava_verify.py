@@ -44,9 +44,8 @@ def _first_difference(got: Any, want: Any, path: str) -> str | None:
             if diff:
                 return diff
         return None
-    same = type(got) is type(want) or (isinstance(got, (int, float)) and isinstance(want, (int, float))
-                                       and not isinstance(got, bool) and not isinstance(want, bool))
-    return None if same and got == want else path.lstrip(".")
+    # exact types: an untampered file round-trips them (ints stay ints, floats floats), so 1.0 for 1 is an edit
+    return None if type(got) is type(want) and got == want else path.lstrip(".")
 
 
 def _describe(path: str, header: dict[str, Any]) -> str:

@@ -221,6 +221,12 @@ def _check_layer(net: IntNet, i: int, layer: Layer, shapes: dict[str, tuple[int,
                                             f"{list(bias.shape)}")
     if layer.kind == "if":
         _check_neuron(net, layer, integer)
+    else:  # the readout has no neuron: θ and v_init are unused, but must still be plain finite numbers
+        _scalar(layer.threshold, "threshold")
+        if np.ndim(layer.v_init) == 0:
+            _scalar(layer.v_init.item() if isinstance(layer.v_init, np.ndarray) else layer.v_init, "v_init")
+        else:
+            _array(np.asarray(layer.v_init), "v_init", False)
     for j in range(len(layer.synapses)):
         _check_synapse(net, layer, j, shapes, depths, integer)
     if layer.float32_exact:

@@ -95,21 +95,79 @@ def test_flatten_reshapes_convert(target, tmp_path: Path, capsys) -> None:  # ty
     assert load_intnet(_converts(_small(reshape=target), tmp_path, capsys)).layers[-1].synapses[0].kind == "dense"
 
 
-@pytest.mark.parametrize("shape", [(4,), (4, 1, 1), (1, 4, 1, 1)])
-def test_per_channel_lambda_is_refused(shape, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    _refused(_small(lam_shape=shape), tmp_path, capsys, "'act'", "per-channel clip level λ", "one per layer")
+def _per_channel_model(lams: dict[str, np.ndarray], decomposed: bool = False) -> onnx.ModelProto:
+    """conv-QCFS-avgpool-grouped conv-QCFS-gemm-QCFS-gemm with the given λ arrays (names act1..act3)."""
+    b = Builder(shape=(3, 8, 8), seed=4)
+
+    def act(x: str, name: str) -> str:
+        lam = b.init(name + "_lam", lams[name])
+        if not decomposed:
+            return b.node("QCFS", [x, lam], b.shape[x], name, domain="qcfs", L=4, shift=0.5)
+        s = b.shape[x]
+        y = b.node("Clip", [b.node("Div", [x, lam], s), b.init("lo", np.float32(0)), b.init("hi", np.float32(1))], s)
+        y = b.node("Floor", [b.node("Add", [b.node("Mul", [y, b.init("L", np.float32(4))], s),
+                                            b.init("phi", np.float32(0.5))], s)], s)
+        return b.node("Mul", [b.node("Div", [y, b.init("L2", np.float32(4))], s), lam], s, name)
+
+    x = act(b.conv("input", 6, name="conv1"), "act1")
+    x = act(b.conv(b.avgpool(x, 2), 6, group=3, name="conv2"), "act2")
+    x = act(b.gemm(b.flatten(x), 7, name="fc1"), "act3")
+    return b.model(b.gemm(x, 5, name="fc2"), "per_channel")
 
 
-def test_decomposed_per_channel_lambda_is_refused(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    b = Builder(shape=(3, 4, 4), seed=3)
-    x = b.conv("input", 4, name="conv")
-    lam = b.init("lam", np.full((4, 1, 1), 1.5))
-    y = b.node("Clip", [b.node("Div", [x, lam], b.shape[x]), b.init("lo", np.float32(0)),
-                        b.init("hi", np.float32(1))], b.shape[x])
-    y = b.node("Floor", [b.node("Add", [b.node("Mul", [y, b.init("L", np.float32(4))], b.shape[x]),
-                                        b.init("phi", np.float32(0.5))], b.shape[x])], b.shape[x])
-    y = b.node("Mul", [b.node("Div", [y, b.init("L2", np.float32(4))], b.shape[x]), lam], b.shape[x])
-    _refused(b.model(b.gemm(b.flatten(y), 5, name="fc"), "pc"), tmp_path, capsys, "per-channel", "λ")
+def _calibrated_lams(decomposed: bool) -> dict[str, np.ndarray]:
+    """Per-channel λ at each channel's 99th percentile (as training would spread them), in three spellings."""
+    rng = np.random.default_rng(0)
+    lams = {"act1": rng.uniform(0.5, 2, (1, 6, 1, 1)), "act2": rng.uniform(0.5, 2, (6, 1, 1)),
+            "act3": rng.uniform(0.5, 2, (7,))}
+    model = _per_channel_model(lams, decomposed)
+    x = normalized(model, images(model, 64, seed=9))
+    for name, lam in lams.items():
+        node = next(n for n in model.graph.node if n.name == name)
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
+        del probe.graph.output[:]
+        pre_name = node.input[0] if not decomposed else next(
+            n for n in model.graph.node if n.op_type == "Div" and n.input[1] == node.input[1]).input[0]
+        probe.graph.output.extend([helper.make_tensor_value_info(pre_name, onnx.TensorProto.FLOAT, None)])
+        pre = run_ort(probe, x)
+        axis = tuple(i for i in range(pre.ndim) if i != 1)
+        lams[name] = np.maximum(np.percentile(pre, 99, axis=axis), 0.05).reshape(lam.shape)
+        model = _per_channel_model(lams, decomposed)
+    return lams
+
+
+@pytest.mark.parametrize("decomposed", [False, True])
+def test_per_channel_lambda_converts_exactly(decomposed: bool, tmp_path: Path) -> None:
+    """Per-channel λ (one per conv channel / dense unit) folds into the weights row by row and column by column:
+    the float IF network reproduces onnxruntime, the integer one agrees on the argmax; no runtime change needed
+    (θ = 1 after folding, one even integer θ per layer after Quantize)."""
+    from qcfs.toolchain.ann_equivalent import ann_equivalent
+    from qcfs.toolchain.convert import convert
+    from qcfs.toolchain.importer import load_canonical
+
+    model = _per_channel_model(_calibrated_lams(decomposed), decomposed)
+    src = tmp_path / "pc.onnx"
+    onnx.save_model(model, str(src))
+    canon = load_canonical(src)
+    assert [n.op_type for n in canon.graph.node].count("QCFS") == 3
+    imgs = images(canon, 128, seed=5)
+    ref = run_ort(model, normalized(model, imgs))
+    assert np.array_equal(run_ort(canon, normalized(canon, imgs)), ref)
+    fnet = convert(canon, mode="float")
+    np.testing.assert_allclose(ann_equivalent(fnet, imgs), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    inet = convert(canon)
+    assert (ann_equivalent(inet, imgs).argmax(1) == ref.argmax(1)).mean() >= 0.9
+
+
+@pytest.mark.parametrize("shape,why", [((4,), "varies over space"), ((2,), "does not broadcast"),
+                                       ((2, 4, 1, 1), "varies over the batch")])
+def test_lambda_that_is_not_per_channel_is_refused(shape, why: str, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    model = _small(lam_shape=shape)
+    _poison = next(t for t in model.graph.initializer if t.name.startswith("lam"))
+    _poison.CopyFrom(numpy_helper.from_array(np.linspace(1, 2, int(np.prod(shape))).reshape(shape).astype(np.float32),
+                                             _poison.name))
+    _refused(model, tmp_path, capsys, "'act'", "λ", why)
 
 
 def test_qcfs_without_lambda_is_refused(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -180,16 +180,17 @@ def _name_lambdas(model: ir.Model) -> None:
             node.name = base
             taken.add(base)
         if len(node.inputs) != 2 or node.inputs[1] is None or node.inputs[1].const_value is None \
-                or node.inputs[1].const_value.numpy().size != 1:
-            continue  # validate() reports it (missing or per-channel λ)
+                or node.inputs[1].const_value.numpy().size < 1:
+            continue  # validate() reports it (missing λ)
         lam = node.inputs[1]
         want = f"{node.name}.lam"
         if lam is not None and lam.name == want and len(lam.uses()) == 1:
             continue
         if lam is None or lam.const_value is None:
             continue  # validate() reports it
-        arr = lam.const_value.numpy().astype("float32").reshape(())
-        fresh = ir.Value(name=want, shape=ir.Shape([]), type=ir.TensorType(ir.DataType.FLOAT),
+        arr = lam.const_value.numpy().astype("float32")
+        arr = arr.reshape(()) if arr.size == 1 else arr  # per-channel λ keeps its broadcasting shape
+        fresh = ir.Value(name=want, shape=ir.Shape(list(arr.shape)), type=ir.TensorType(ir.DataType.FLOAT),
                          const_value=ir.tensor(arr, name=want))
         if want in graph.initializers:
             graph.initializers.pop(want)

@@ -51,14 +51,12 @@ def check_qcfs_node(node: ir.Node, source: str) -> None:
     if len(node.inputs) != 2 or node.inputs[1] is None or node.inputs[1].const_value is None:
         raise ModelFileError(f"{where}: needs inputs (X, lambda) with lambda a constant initializer")
     lam = node.inputs[1].const_value.numpy()
-    if lam.size > 1:
-        raise ModelFileError(f"{where}: per-channel clip level λ (shape {list(lam.shape)}) is not supported; an IF "
-                             "layer has one threshold, so λ must be a float scalar (one per layer)")
-    if lam.size != 1 or not np.issubdtype(lam.dtype, np.floating):
-        raise ModelFileError(f"{where}: lambda must be a float scalar (got shape {list(lam.shape)}, {lam.dtype})")
-    value = float(lam.reshape(()))
-    if not math.isfinite(value) or value <= 0:
-        raise ModelFileError(f"{where}: clip level λ = {value}; λ must be positive and finite")
+    if lam.size < 1 or not np.issubdtype(lam.dtype, np.floating):
+        raise ModelFileError(f"{where}: lambda must be a float scalar or one per channel (got shape "
+                             f"{list(lam.shape)}, {lam.dtype})")
+    bad = lam.reshape(-1)[~(np.isfinite(lam.reshape(-1)) & (lam.reshape(-1) > 0))]
+    if bad.size:
+        raise ModelFileError(f"{where}: clip level λ = {float(bad[0])}; λ must be positive and finite")
 
 
 def check_reshape(node: ir.Node, source: str) -> None:
@@ -88,9 +86,10 @@ def validate(model: ir.Model, source: str) -> None:
         if node.domain == QCFS_DOMAIN and node.op_type == QCFS_OP:
             check_qcfs_node(node, source)
             continue
-        if node.domain in ("", "ai.onnx") and node.op_type == "Reshape":
-            check_reshape(node, source)
         if node.domain in ("", "ai.onnx") and node.op_type in SUPPORTED_OPS:
             continue
         advice = ADVICE.get(node.op_type, _DEFAULT_ADVICE) if node.domain in ("", "ai.onnx") else _DEFAULT_ADVICE
         raise UnsupportedOpError(f"{source}: node '{node.name}' is a {_op_name(node)}, which cannot be converted; {advice}")
+    for node in model.graph:  # after the op check: an unsupported op is the more useful first message
+        if node.domain in ("", "ai.onnx") and node.op_type == "Reshape":
+            check_reshape(node, source)

@@ -9,6 +9,7 @@ tests/intnet_mutations.py and the unit tests cover each field deterministically.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import tempfile
@@ -118,9 +119,10 @@ def test_random_array_edits_never_escape_the_promise(base: str, data: st.DataObj
 
 
 # --- class 2: Lava files ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def lava_blob(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    return export_lava(digits_net(), tmp_path_factory.mktemp("lava") / "net.lava.npz").read_bytes()
+@functools.lru_cache(maxsize=1)
+def _lava_blob() -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        return export_lava(digits_net(), Path(tmp) / "net.lava.npz").read_bytes()
 
 
 def _lava_arrays(blob: bytes) -> dict[str, np.ndarray]:
@@ -141,8 +143,8 @@ def _run_lava_file(arrays: dict[str, np.ndarray]) -> None:
 
 @FUZZ
 @given(data=st.data())
-def test_edited_lava_arrays_are_refused(lava_blob: bytes, data: st.DataObject) -> None:
-    arrays = _lava_arrays(lava_blob)
+def test_edited_lava_arrays_are_refused(data: st.DataObject) -> None:
+    arrays = _lava_arrays(_lava_blob())
     key = data.draw(st.sampled_from(sorted(k for k in arrays if not k.startswith("__"))))
     arr = arrays[key].copy()
     arr.flat[data.draw(st.integers(0, arr.size - 1))] += data.draw(st.integers(1, 1000))
@@ -152,8 +154,8 @@ def test_edited_lava_arrays_are_refused(lava_blob: bytes, data: st.DataObject) -
 
 @FUZZ
 @given(data=st.data())
-def test_edited_lava_header_is_refused(lava_blob: bytes, data: st.DataObject) -> None:
-    arrays = _lava_arrays(lava_blob)
+def test_edited_lava_header_is_refused(data: st.DataObject) -> None:
+    arrays = _lava_arrays(_lava_blob())
     header = json.loads(arrays["__header__"].tobytes())
     path = data.draw(st.sampled_from([p for p in _header_paths(header) if p[:1] in (("layers",), ("input",))]))
     old = header
@@ -227,9 +229,12 @@ def bad_onnx(draw: st.DrawFn) -> onnx.ModelProto:
             a.flat[ch % a.size] = bad
             return a
         _poison(model, where[0], where[1], f)
-    elif kind == "per_channel_lam":
-        shape = draw(st.sampled_from([(4,), (4, 1, 1), (1, 4, 1, 1), (2,)]))
-        _poison(model, "act", 1, lambda a: np.full(shape, 1.5, dtype=np.float32))
+    elif kind == "per_channel_lam":  # λ arrays that are not one positive clip level per channel
+        shape = draw(st.sampled_from([(4,), (2,), (2, 4, 1, 1), (1, 1, 4, 1), (4, 1, 1), (1, 4, 1, 1)]))
+        lam = np.linspace(1.0, 2.0, int(np.prod(shape))).reshape(shape).astype(np.float32)
+        if shape in ((4, 1, 1), (1, 4, 1, 1)):  # a valid per-channel shape: poison one value instead
+            lam.flat[ch] = draw(st.sampled_from([0.0, -1.0, np.nan, np.inf]))
+        _poison(model, "act", 1, lambda a: lam)
     elif kind == "string_init":
         node = next(n for n in model.graph.node if n.name == "fc")
         init = next(t for t in model.graph.initializer if t.name == node.input[2])
