@@ -148,7 +148,10 @@ def read_embedded_intnet(path: str | Path, lf: "LavaFile") -> IntNet:
     blob = lf.arrays[EMBEDDED_INTNET]
     if blob.dtype != np.uint8 or blob.ndim != 1:
         raise ModelFileError(f"{path}: field {EMBEDDED_INTNET}: not the bytes of an IntNet file")
-    net = load_intnet(io.BytesIO(blob.tobytes()))
+    try:
+        net = load_intnet(io.BytesIO(blob.tobytes()))
+    except ModelFileError as err:  # name the .lava.npz, not the anonymous embedded bytes
+        raise ModelFileError(f"{path}: {err}") from None
     intnet = lf.header.get("intnet")
     if not isinstance(intnet, dict) or intnet_digest(net) != intnet.get("sha256"):
         raise ModelFileError(f"{path}: embedded network does not match the Lava layers (digest differs)")
