@@ -40,8 +40,8 @@ def test_mapped_model_computes_the_authors_function(arch: str, lam_name: str, ac
     # VGG: the conv bias folded into the BN mean is stored in float32 (≈1e-8 off); a wrong mapping or a flipped
     # QCFS level would be off by ≥ λ/L·|w|, orders of magnitude more
     assert want.abs().max() > 0.01 and torch.allclose(got, want, rtol=0, atol=1e-6), (got - want).abs().max()
-    lams = sorted(float(p) for n, p in ours.named_parameters() if n.endswith(".lam"))
-    assert lams == sorted(float(p) for n, p in theirs.named_parameters() if n.endswith(lam_name))
+    lams = sorted(float(p.detach()) for n, p in ours.named_parameters() if n.endswith(".lam"))
+    assert lams == sorted(float(p.detach()) for n, p in theirs.named_parameters() if n.endswith(lam_name))
 
 
 def test_cli_exports_authors_resnet20(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
