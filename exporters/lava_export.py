@@ -130,17 +130,30 @@ EMBEDDED_INTNET = "__intnet__"
 
 
 def embedded_intnet(path: str | Path) -> IntNet:
-    """The IntNet a .lava.npz was exported from, checked against the digest in its header."""
+    """The IntNet a .lava.npz was exported from, checked against the digest in its header AND every Lava
+    array and header field re-derived from it (qcfs.exporters.lava_verify); one line on any mismatch."""
+    from qcfs.exporters.lava_verify import verified_lava_file
+
+    return verified_lava_file(path)[0]
+
+
+def read_embedded_intnet(path: str | Path, lf: "LavaFile") -> IntNet:
+    """The embedded IntNet of a loaded Lava file, validated and digest-checked (the Lava layers are not)."""
     import io
 
-    from qcfs.errors import ModelFileError
     from qcfs.intnet import load_intnet
 
-    lf = load_lava_file(path)
     if EMBEDDED_INTNET not in lf.arrays:
         raise ModelFileError(f"{path}: Lava file without its source network; re-export it with qcfs-export")
-    net = load_intnet(io.BytesIO(lf.arrays[EMBEDDED_INTNET].tobytes()))
-    if intnet_digest(net) != lf.header["intnet"]["sha256"]:
+    blob = lf.arrays[EMBEDDED_INTNET]
+    if blob.dtype != np.uint8 or blob.ndim != 1:
+        raise ModelFileError(f"{path}: field {EMBEDDED_INTNET}: not the bytes of an IntNet file")
+    try:
+        net = load_intnet(io.BytesIO(blob.tobytes()))
+    except ModelFileError as err:  # name the .lava.npz, not the anonymous embedded bytes
+        raise ModelFileError(f"{path}: {err}") from None
+    intnet = lf.header.get("intnet")
+    if not isinstance(intnet, dict) or intnet_digest(net) != intnet.get("sha256"):
         raise ModelFileError(f"{path}: embedded network does not match the Lava layers (digest differs)")
     return net
 
@@ -165,10 +178,9 @@ def _full_whc(per_channel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return to_whc(full, shape).astype(np.int64)
 
 
-def export_lava(net: IntNet, out: Path, *, compress: bool = True) -> Path:
-    """Write `out` (.lava.npz) for the Lava backend; BackendError when the net cannot run exactly on Lava.
-    `compress=False` for throw-away files (compressing VGG-16's weights costs seconds)."""
-    out = Path(out)
+def lava_payload(net: IntNet) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays) of the .lava.npz for `net`, nothing written; BackendError when the net cannot run
+    exactly on Lava. Also what a loaded Lava file is checked against (lava_verify)."""
     if net.mode != "int":
         raise BackendError("the Lava backend runs integer-mode networks only (export with --mode int)")
     if net.readout.kind != "readout" or any(layer.kind != "if" for layer in net.layers[:-1]):
@@ -207,9 +219,18 @@ def export_lava(net: IntNet, out: Path, *, compress: bool = True) -> Path:
                   "bits": net.input.bits},
         "layers": layers,
     }
+    return header, arrays
+
+
+def export_lava(net: IntNet, out: Path, *, compress: bool = True) -> Path:
+    """Write `out` (.lava.npz) for the Lava backend; BackendError when the net cannot run exactly on Lava.
+    `compress=False` for throw-away files (compressing VGG-16's weights costs seconds)."""
+    out = Path(out)
+    header, arrays = lava_payload(net)
     arrays["__header__"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     # the source IntNet travels inside, so `qcfs-run --model x.lava.npz` has the network's own numbers
-    # (neurons, fan-out, normalization) without re-deriving anything from Lava's layouts
+    # (neurons, fan-out, normalization) without re-deriving anything from Lava's layouts; every Lava array
+    # and header field is checked against it on load (lava_verify)
     arrays[EMBEDDED_INTNET] = np.frombuffer(net.to_bytes(), dtype=np.uint8)
     with open(out, "wb") as fh:
         (np.savez_compressed if compress else np.savez)(fh, **arrays)
@@ -256,6 +277,8 @@ def load_lava_file(path: str | Path) -> LavaFile:
         raise ModelFileError(f"{path}: no such file") from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as err:
         raise ModelFileError(f"{path}: not a readable qcfs Lava file (.lava.npz): {err}") from None
+    if not isinstance(hdr, dict):
+        raise ModelFileError(f"{path}: Lava file header is not a JSON object (got {type(hdr).__name__})")
     if hdr.get("format") != FORMAT_NAME or hdr.get("version") not in READABLE_VERSIONS:
         raise ModelFileError(f"{path}: format {hdr.get('format')!r} version {hdr.get('version')!r}; "
                              f"expected {FORMAT_NAME} version {FORMAT_VERSION}")

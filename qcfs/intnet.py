@@ -227,11 +227,14 @@ def load_intnet(path: str | Path | io.BytesIO) -> IntNet:
         hdr = json.loads(arrays["__header__"].tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path}: corrupt qcfs-intnet header: {err}") from None
+    if not isinstance(hdr, dict):
+        raise ModelFileError(f"{path}: qcfs-intnet header is not a JSON object (got {type(hdr).__name__})")
     if hdr.get("format") != FORMAT_NAME or hdr.get("version") not in READABLE_VERSIONS:
         raise ModelFileError(
             f"{path}: format {hdr.get('format')!r} version {hdr.get('version')!r}; "
             f"this qcfs reads {FORMAT_NAME} versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
+    # raw header values go in unconverted (int(3.7) would hide a bad field); validate_intnet checks every one
     try:
         layers = []
         for lh in hdr["layers"]:
@@ -240,10 +243,10 @@ def load_intnet(path: str | Path | io.BytesIO) -> IntNet:
                     source=sh["source"],
                     kind=sh["kind"],
                     weight=arrays[f"{lh['name']}/syn{j}/weight"],
-                    stride=tuple(sh["stride"]),
-                    padding=tuple(sh["padding"]),
-                    groups=int(sh["groups"]),
-                    delay=int(sh["delay"]),
+                    stride=tuple(sh["stride"]) if isinstance(sh["stride"], list) else sh["stride"],
+                    padding=tuple(sh["padding"]) if isinstance(sh["padding"], list) else sh["padding"],
+                    groups=sh["groups"],
+                    delay=sh["delay"],
                 )
                 for j, sh in enumerate(lh["synapses"])
             ]
@@ -251,31 +254,52 @@ def load_intnet(path: str | Path | io.BytesIO) -> IntNet:
                 Layer(
                     name=lh["name"],
                     kind=lh["kind"],
-                    shape=tuple(lh["shape"]),
+                    shape=tuple(lh["shape"]) if isinstance(lh["shape"], list) else lh["shape"],
                     bias=arrays[f"{lh['name']}/bias"],
                     threshold=lh["threshold"],
                     v_init=arrays[f"{lh['name']}/v_init"] if lh["v_init"] is None else lh["v_init"],
                     synapses=syns,
-                    depth=int(lh["depth"]),
-                    float32_exact=bool(lh["float32_exact"]),
+                    depth=lh["depth"],
+                    float32_exact=lh["float32_exact"],
                 )
             )
         inp = hdr["input"]
-        return IntNet(
+        net = IntNet(
             mode=hdr["mode"],
             input=InputSpec(
-                shape=tuple(inp["shape"]),
-                mean=tuple(inp["mean"]),
-                std=tuple(inp["std"]),
+                shape=tuple(inp["shape"]) if isinstance(inp["shape"], list) else inp["shape"],
+                mean=tuple(inp["mean"]) if isinstance(inp["mean"], list) else inp["mean"],
+                std=tuple(inp["std"]) if isinstance(inp["std"], list) else inp["std"],
                 scale=inp["scale"],
-                bits=int(inp["bits"]),
+                bits=inp["bits"],
             ),
             layers=layers,
-            L=int(hdr["L"]),
-            phi=float(hdr["phi"]),
+            L=hdr["L"],
+            phi=hdr["phi"],
             profile=HardwareProfile(**hdr["profile"]),
-            readout_scale=float(hdr["readout_scale"]),
-            metadata=dict(hdr.get("metadata", {})),
+            readout_scale=hdr["readout_scale"],
+            metadata=hdr.get("metadata", {}),
         )
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ModelFileError(f"{path}: qcfs-intnet file is incomplete or inconsistent ({err!r})") from None
+    from qcfs.intnet_validate import validate_intnet
+
+    validate_intnet(net, str(path) if not isinstance(path, io.BytesIO) else "embedded IntNet")
+    return _normalised(net)
+
+
+def _normalised(net: IntNet) -> IntNet:
+    """After validation: the dtypes every backend expects (int64 in integer mode, float64 in float mode)."""
+    dtype = np.int64 if net.mode == "int" else np.float64
+    net.phi, net.readout_scale = float(net.phi), float(net.readout_scale)
+    if net.input.scale is not None:
+        net.input.scale = float(net.input.scale)
+    for layer in net.layers:
+        layer.bias = np.asarray(layer.bias).astype(dtype)
+        if layer.per_channel_v_init:
+            layer.v_init = np.asarray(layer.v_init).astype(dtype)
+        layer.float32_exact = bool(layer.float32_exact)
+        for syn in layer.synapses:
+            syn.weight = np.asarray(syn.weight).astype(dtype)
+            syn.stride, syn.padding = tuple(int(v) for v in syn.stride), tuple(int(v) for v in syn.padding)
+    return net

@@ -37,20 +37,28 @@ def model_kind(path: Path) -> ModelKind:
     raise ModelFileError(f"{path}: unknown model file; expected .pt (qcfs-train), .onnx or .intnet.npz")
 
 
-def checkpoint_to_onnx(ckpt: Path, out: Path, opset: int = 20) -> Path:
+def checkpoint_to_onnx(ckpt: Path, out: Path, opset: int = 20, authors: dict | None = None) -> Path:
+    """`authors` = {"arch", "L", "dataset"}: a bare state dict of the QCFS authors' code (frontend/authors.py)."""
+    if authors is not None:
+        from qcfs.frontend.authors import export_authors_checkpoint
+
+        return export_authors_checkpoint(ckpt, out, authors["arch"], L=authors["L"], dataset=authors["dataset"],
+                                         opset=opset)
     from qcfs.exporters.onnx_export import export_checkpoint
 
     return export_checkpoint(ckpt, out, opset=opset)
 
 
-def canonical_onnx(path: Path, **import_options):  # -> onnx.ModelProto
+def canonical_onnx(path: Path, authors: dict | None = None, **import_options):  # -> onnx.ModelProto
     """Any accepted model file -> canonical QCFS ONNX (docs/canonical_onnx.md)."""
     from qcfs.toolchain.importer import load_canonical
 
-    kind = model_kind(path)
+    kind = "checkpoint" if authors is not None and path.name.endswith((".pt", ".pth")) else model_kind(path)
+    if authors is not None and kind != "checkpoint":
+        raise QCFSError(f"{path}: --arch {authors['arch']} reads the authors' .pth state dicts, not a {kind} file")
     if kind == "checkpoint":
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = checkpoint_to_onnx(path, Path(tmp) / "model.onnx")
+            onnx_path = checkpoint_to_onnx(path, Path(tmp) / "model.onnx", authors=authors)
             return load_canonical(onnx_path, **import_options)
     if kind == "onnx":
         return load_canonical(path, **import_options)
@@ -111,8 +119,10 @@ def export(
     percentile: float = 99.9,
     snn_calib: SnnCalibOptions | None = None,
     kernels: str = "auto",
+    arch: str | None = None,
 ) -> Path:
-    kind = model_kind(model)
+    authors = None if arch is None else {"arch": arch, "L": L, "dataset": dataset}
+    kind = "checkpoint" if authors is not None and model.name.endswith((".pt", ".pth")) else model_kind(model)
     import_options = dict(calibrate=calibrate, dataset=dataset, data_dir=data_dir, L=L, percentile=percentile)
     if kind in ("intnet", "lava", "snn-onnx"):
         further = ("lava", "snn-onnx") + (("intnet",) if snn_calib is not None else ())
@@ -124,14 +134,14 @@ def export(
         if backend == "onnx":
             import onnx
 
-            canon = canonical_onnx(model, **import_options)
+            canon = canonical_onnx(model, authors, **import_options)
             if opset != 20:
                 from qcfs.exporters.opset import convert_opset
 
                 canon = convert_opset(canon, opset)
             onnx.save_model(canon, str(out))
             return out
-        net = to_intnet(canonical_onnx(model, **import_options), mode=mode, weight_bits=weight_bits,
+        net = to_intnet(canonical_onnx(model, authors, **import_options), mode=mode, weight_bits=weight_bits,
                         show_passes=show_passes)
     if snn_calib is not None:
         net = calibrate_snn(net, snn_calib, show_passes=show_passes)

@@ -14,7 +14,9 @@ import onnx
 
 from qcfs.errors import QCFSError
 from qcfs.intnet import HardwareProfile, IntNet
+from qcfs.intnet_validate import validate_intnet
 from qcfs.toolchain.emit import emit
+from qcfs.toolchain.graph_check import check_finite
 from qcfs.toolchain.graph import Graph
 from qcfs.toolchain.lift import lift
 from qcfs.toolchain.passes import (
@@ -54,8 +56,10 @@ def resolve_profile(profile: HardwareProfile | None, weight_bits: int) -> Hardwa
 
 
 def run_pipeline(graph: Graph, passes: list[Pass], show: bool = False) -> Graph:
+    check_finite(graph, "lift")
     for i, p in enumerate(passes, start=1):
         changed = p.run(graph)
+        check_finite(graph, p.name)
         if show:
             head = f"[{i}] {p.name}: " + ("changed" if changed else "no change") + f" -> {graph.summary()}"
             print(head, file=sys.stderr)
@@ -82,6 +86,7 @@ def convert(
         print(f"qcfs conversion ({mode} mode): lifted {graph.summary()}", file=sys.stderr)
     run_pipeline(graph, passes, show_passes)
     net = emit(graph, mode=mode, profile=prof, passes=[p.name for p in passes] + ["Emit"])
+    validate_intnet(net, "converted network")
     if show_passes:
         print(f"[{len(passes) + 1}] Emit: {len(net.layers)} layers "
               f"({len(net.if_layers)} IF + readout), depth {net.readout.depth}", file=sys.stderr)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 
+from qcfs.intnet_validate import float32_exact
 from qcfs.intnet import HardwareProfile, InputSpec, IntNet, Layer, Synapse
 from qcfs.toolchain.graph import Graph
 
@@ -23,12 +24,7 @@ def _meta_value(raw: str | None):
 
 def _float32_exact(layer: Layer, input_bits: int) -> bool:
     """Every partial sum of the layer's current is an integer below 2^24, so float32 BLAS is exact."""
-    total = 0.0
-    for syn in layer.synapses:
-        fan_in = int(np.prod(syn.weight.shape[1:]))
-        peak_in = float(1 << (input_bits - 1)) if syn.source == "input" else 1.0
-        total += fan_in * float(np.abs(syn.weight).max(initial=0.0)) * peak_in
-    return total < FLOAT32_EXACT_LIMIT
+    return float32_exact(layer, input_bits)
 
 
 def emit(graph: Graph, *, mode: str, profile: HardwareProfile, passes: list[str]) -> IntNet:

@@ -31,7 +31,9 @@ from qcfs.exporters.canonical import (
     get_metadata, set_ir_version, set_metadata,
 )
 from qcfs.toolchain import calibrate as calib
+from qcfs.toolchain.constant_fold import fold_constants
 from qcfs.toolchain.onnx_file import read_onnx
+from qcfs.toolchain.onnx_values import check_initializers
 from qcfs.toolchain.rewrite_rules import NORMALIZE_RULES, QCFS_RULES, is_qcfs
 from qcfs.toolchain.validate import validate
 
@@ -104,9 +106,25 @@ def _drop_trailing_softmax(model: ir.Model) -> str | None:
     src = node.inputs[0]
     if src is None or src.is_graph_input() or len(src.uses()) != 1:
         return None
+    if not _per_class(node, src):
+        return None  # e.g. Softmax(axis=0) normalises over the batch: not argmax-preserving; validate refuses it
     graph.outputs[0] = src
     graph.remove(node, safe=True)
     return node.op_type
+
+
+def _per_class(node: ir.Node, src: ir.Value) -> bool:
+    """True only when the (Log)Softmax normalises each sample over its classes: its input is [batch, classes]
+    (known shape, or produced by a Gemm/Flatten) and its axis is 1 / -1. Then it is strictly monotone per
+    sample and dropping it keeps every argmax; any other axis mixes samples or classes with positions."""
+    attr = node.attributes.get("axis")
+    axis = attr.as_int() if attr is not None else -1
+    if src.shape is not None:
+        rank = len(src.shape)
+    else:
+        producer = src.producer()
+        rank = 2 if producer is not None and producer.op_type in ("Gemm", "Flatten") else None
+    return rank == 2 and axis in (1, -1)
 
 
 def _canonical_io(model: ir.Model, source: str) -> tuple[list[int] | None, int | None]:
@@ -161,14 +179,18 @@ def _name_lambdas(model: ir.Model) -> None:
                 base += "_"
             node.name = base
             taken.add(base)
+        if len(node.inputs) != 2 or node.inputs[1] is None or node.inputs[1].const_value is None \
+                or node.inputs[1].const_value.numpy().size < 1:
+            continue  # validate() reports it (missing λ)
         lam = node.inputs[1]
         want = f"{node.name}.lam"
         if lam is not None and lam.name == want and len(lam.uses()) == 1:
             continue
         if lam is None or lam.const_value is None:
             continue  # validate() reports it
-        arr = lam.const_value.numpy().astype("float32").reshape(())
-        fresh = ir.Value(name=want, shape=ir.Shape([]), type=ir.TensorType(ir.DataType.FLOAT),
+        arr = lam.const_value.numpy().astype("float32")
+        arr = arr.reshape(()) if arr.size == 1 else arr  # per-channel λ keeps its broadcasting shape
+        fresh = ir.Value(name=want, shape=ir.Shape(list(arr.shape)), type=ir.TensorType(ir.DataType.FLOAT),
                          const_value=ir.tensor(arr, name=want))
         if want in graph.initializers:
             graph.initializers.pop(want)
@@ -239,6 +261,9 @@ def load_canonical(
     source_opset = _default_opset(proto)
     model = _to_ir(proto, source)
     _prepare(model)
+    check_initializers(model, source)
+    fold_constants(model)  # after the value checks: folding must not turn a bad constant into a silent one
+    _prepare(model)
     _fuse(model, source)
     dropped = _drop_trailing_softmax(model)
     chw, classes = _canonical_io(model, source)
@@ -262,4 +287,16 @@ def load_canonical(
     set_metadata(out, _metadata(model, old_meta, chw=chw, classes=classes, dataset=dataset if calibrated else None,
                                 calibrated=calibrated, normalize=normalize, dropped=dropped,
                                 source_opset=source_opset))
+    _check_liftable(out, source)
     return out
+
+
+def _check_liftable(model: onnx.ModelProto, source: str) -> None:
+    """The canonical file must never hold what the converter refuses (a Reshape that is not a flatten of the
+    actual input shape, say): lift it once, as conversion would, so --backend onnx refuses it too."""
+    from qcfs.toolchain.lift import lift
+
+    try:
+        lift(model)
+    except QCFSError as err:
+        raise UnsupportedOpError(f"{source}: {err}") from None

@@ -96,6 +96,29 @@ def _check_dilation(attrs: dict, node: onnx.NodeProto) -> None:
         raise unsupported(node, "dilated convolution/pooling is not supported; use dilation 1")
 
 
+def per_channel_lambda(lam: np.ndarray, shape: tuple[int, ...], node: onnx.NodeProto) -> float | np.ndarray:
+    """λ as ONNX broadcasting applies it to the [batch, *shape] activation: one float, or — when it differs per
+    channel (conv) / unit (dense) — an array shaped to broadcast over `shape` ((C, 1, 1) or (U,)). A λ that
+    varies over space (e.g. shape [W] on a [C, H, W] tensor) is not a per-channel clip level: refused."""
+    if lam.size == 1:
+        return float(lam.reshape(-1)[0])
+    if lam.ndim > len(shape) + 1 or (lam.ndim == len(shape) + 1 and lam.shape[0] != 1):
+        raise unsupported(node, f"λ of shape {list(lam.shape)} varies over the batch")
+    try:
+        full = np.broadcast_to(lam, (1, *shape))[0]
+    except ValueError:
+        raise unsupported(node, f"λ of shape {list(lam.shape)} does not broadcast to the {list(shape)} activation") \
+            from None
+    per = full.reshape(shape[0], -1)
+    if not np.all(per == per[:, :1]):
+        raise unsupported(node, f"λ of shape {list(lam.shape)} varies over space; only one λ per channel (shape "
+                                f"[C, 1, 1] or [1, C, 1, 1]) or per unit converts")
+    vec = per[:, 0].astype(np.float64)
+    if np.all(vec == vec[0]):
+        return float(vec[0])
+    return vec.reshape((-1, 1, 1) if len(shape) == 3 else (-1,))
+
+
 def parse_metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
@@ -266,9 +289,13 @@ def lift(model: onnx.ModelProto) -> Graph:
                     raise unsupported(node, f"Flatten axis {a.get('axis')}; only axis=1 (keep the batch) is supported")
             else:
                 target = param(1, "shape").astype(int).tolist()
-                ok = len(target) == 2 and (target[1] == size or (target[1] == -1 and target[0] != -1))
+                keep_batch = int(a.get("allowzero", 0)) == 0  # 0 copies the batch dimension only without allowzero
+                # a flatten keeps the batch and puts everything else in one row: [0, -1], [0, n] or [-1, n]
+                ok = len(target) == 2 and ((target[0] == 0 and keep_batch and target[1] in (-1, size))
+                                           or (target[0] == -1 and target[1] == size))
                 if not ok:
-                    raise unsupported(node, f"Reshape to {target}; only [batch, -1] (a flatten) is supported")
+                    raise unsupported(node, f"Reshape to {target} is not a flatten of the {list(g[x].shape)} "
+                                            f"input; only [0, -1], [0, {size}] or [-1, {size}] are supported")
             name = new_node(node, "flatten", [x], (size,))
         elif op in ("Dropout", "Identity"):
             x = src()
@@ -278,15 +305,16 @@ def lift(model: onnx.ModelProto) -> Graph:
         elif op == "QCFS":
             x = src()
             lam = param(1, "lambda")
-            if lam.size != 1 or not np.isfinite(lam).all() or float(lam.reshape(-1)[0]) <= 0:
-                raise QCFSError(f"node {node.name!r} (QCFS): λ must be one finite positive number, got {lam.reshape(-1)[:4].tolist()}")
+            if lam.size == 0 or not np.isfinite(lam).all() or float(lam.min()) <= 0:
+                raise QCFSError(f"node {node.name!r} (QCFS): λ must be finite positive, got {lam.reshape(-1)[:4].tolist()}")
+            lam_value = per_channel_lambda(lam, g[x].shape, node)
             L = int(a.get("L", 0))
             if L < 1:
                 raise QCFSError(f"node {node.name!r} (QCFS): L must be an integer ≥ 1, got {a.get('L')}")
             phi = float(a.get("shift", 0.5))
             if not (0.0 <= phi <= 1.0):
                 raise QCFSError(f"node {node.name!r} (QCFS): shift φ must be in [0, 1], got {phi}")
-            name = new_node(node, "qcfs", [x], g[x].shape, lam=float(lam.reshape(-1)[0]), L=L, phi=phi)
+            name = new_node(node, "qcfs", [x], g[x].shape, lam=lam_value, L=L, phi=phi)
         else:
             raise unsupported(node)
         value[node.output[0]] = name

@@ -46,24 +46,42 @@ def _close(a: float, b: float) -> bool:
 
 
 def _qcfs_constants(x: ir.Value, lam1: ir.Value, lam2: ir.Value, L1: ir.Value, down: ir.Value, down_kind: str,
-                    phi: ir.Value, lo: ir.Value, hi: ir.Value) -> tuple[float, int, float] | None:
-    """(λ, L, φ) if the constants make a QCFS, None if they are not this pattern, QCFSError if invalid."""
-    vals = [_scalar(v) for v in (lam1, lam2, L1, down, phi, lo, hi)]
-    if any(v is None for v in vals):
+                    phi: ir.Value, lo: ir.Value, hi: ir.Value) -> tuple[float | np.ndarray, int, float] | None:
+    """(λ, L, φ) if the constants make a QCFS, None if they are not this pattern, QCFSError if invalid.
+    λ is a float, or an array (per-channel clip levels, in the broadcasting shape the graph uses)."""
+    vals = [_scalar(v) for v in (L1, down, phi, lo, hi)]
+    lam_a, lam_b = _constant(lam1), _constant(lam2)
+    if any(v is None for v in vals) or lam_a is None or lam_b is None:
         return None
-    lam, lam_b, L, d, shift, low, high = vals  # type: ignore[misc]
-    if low != 0.0 or high != 1.0 or lam != lam_b:
+    L, d, shift, low, high = vals  # type: ignore[misc]
+    if lam_a.size == 1 and lam_b.size == 1:
+        same = float(lam_a.reshape(-1)[0]) == float(lam_b.reshape(-1)[0])
+    else:
+        same = lam_a.shape == lam_b.shape and bool(np.array_equal(lam_a, lam_b))
+    if low != 0.0 or high != 1.0 or not same:
         return None
     if not (0.0 <= shift < 1.0):  # the two orders agree only for 0 ≤ φ < 1 (docs/canonical_onnx.md)
         return None
     if d != L if down_kind == "div" else not _close(d * L, 1.0):
         return None
     where = x.name or "?"
-    if not math.isfinite(lam) or lam <= 0:
-        raise QCFSError(f"QCFS activation after '{where}' has clip level λ = {lam}; λ must be positive and finite")
+    flat = lam_a.astype(np.float64).reshape(-1)
+    bad = flat[~(np.isfinite(flat) & (flat > 0))]
+    if bad.size:
+        raise QCFSError(f"QCFS activation after '{where}' has clip level λ = {float(bad[0])}; λ must be positive "
+                        "and finite")
     if L != round(L) or L < 1:
         raise QCFSError(f"QCFS activation after '{where}' has L = {L}; L must be a positive integer")
+    lam: float | np.ndarray = float(flat[0]) if flat.size == 1 else lam_a.astype(np.float64)
     return lam, int(round(L)), shift
+
+
+def _constant(value: ir.Value | None) -> np.ndarray | None:
+    """A non-empty numeric constant (initializer or lifted Constant), else None."""
+    if value is None or value.const_value is None:
+        return None
+    arr = value.const_value.numpy()
+    return arr if arr.size >= 1 and np.issubdtype(arr.dtype, np.number) else None
 
 
 def _scale_down(op, level, L2, invL):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from qcfs.cli.values import L_VALUE, integer, number
 from qcfs.errors import QCFSError, cli_entry
 
 BACKENDS = ("onnx", "intnet", "lava", "snn-onnx")
+AUTHORS_ARCHS = ("authors-vgg16", "authors-resnet18", "authors-resnet34", "authors-resnet20")
 SUFFIX = {"onnx": ".onnx", "intnet": ".intnet.npz", "lava": ".lava.npz", "snn-onnx": ".snn.onnx"}
 
 
@@ -35,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", choices=("relu",), help="convert a plain ReLU network by data calibration")
     p.add_argument("--dataset", help="dataset for --calibrate")
     p.add_argument("--data-dir", help="dataset location for --calibrate")
-    p.add_argument("--L", type=L_VALUE, default=4, help="quantization steps for --calibrate (default 4)")
+    p.add_argument("--L", type=L_VALUE, default=None,
+                   help="quantization steps for --calibrate (default 4); with --arch: the L it was trained with "
+                        "(required)")
+    p.add_argument("--arch", choices=AUTHORS_ARCHS,
+                   help="MODEL is a bare state dict of the QCFS authors' code (with --L and --dataset; "
+                        "docs/authors_checkpoints.md)")
     p.add_argument("--percentile", type=number(0, 100, lo_open=True), default=99.9,
                    help="activation percentile for λ (default 99.9)")
     g = p.add_argument_group("SNN calibration (after conversion, on training images; README: Low latency)")
@@ -92,8 +98,15 @@ def default_output(model: Path, backend: str) -> Path:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.arch and args.L is None:
+        raise QCFSError(f"--arch {args.arch} needs --L (the quantization steps the model was trained with; "
+                        "a bare state dict does not record it)")
+    args.L = 4 if args.L is None else args.L
     if args.calibrate and not args.dataset:
         raise QCFSError("--calibrate relu needs --dataset (samples to measure activations on)")
+    if args.arch and not args.dataset:
+        raise QCFSError(f"--arch {args.arch} needs --dataset (the authors' checkpoints carry no config) and the "
+                        "--L it was trained with")
     snn_calib = snn_calib_options(args)
     if args.opset is not None:
         if args.backend != "onnx":
@@ -121,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             percentile=args.percentile,
             snn_calib=snn_calib,
             kernels=args.snn_kernels,
+            arch=args.arch,
         )
     print(f"wrote {out}", file=sys.stderr)
     return 0

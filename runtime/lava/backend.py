@@ -45,7 +45,11 @@ def _lava_file(net_or_path: IntNet | str | Path, tmp: Path) -> Path:
         return export_lava(net_or_path, tmp / "net.lava.npz", compress=False)
     path = Path(net_or_path)
     if path.name.endswith(".lava.npz"):
-        return path
+        # run a copy derived from the verified embedded network, never the file's own Lava arrays: what runs
+        # is exactly what the digest covers (and the file cannot change between check and use)
+        from qcfs.exporters.lava_verify import verified_lava_file
+
+        return export_lava(verified_lava_file(path)[0], tmp / "net.lava.npz", compress=False)
     if is_intnet_file(path):
         return export_lava(load_intnet(path), tmp / "net.lava.npz", compress=False)
     raise BackendError(f"{path}: neither an IntNet (.npz) nor a Lava file (.lava.npz)")
