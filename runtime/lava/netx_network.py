@@ -121,7 +121,7 @@ def build_network(path: str, semantics: str, num_samples: int, T: int):  # type:
 
 
 def run_netx(path: str, semantics: str, images_whc: np.ndarray, T: int,
-             report: Callable[[int], None] = lambda k: None) -> dict[str, np.ndarray]:
+             report: Callable[[int, int], None] = lambda done, total: None) -> dict[str, np.ndarray]:
     """Run N samples back to back; {layer name: counts (N, T)} and "logits" (N, T, classes)."""
     n = int(images_whc.shape[0])
     names = {k: p["name"] for k, p in read_qcfs_layers(path).items()}
@@ -145,7 +145,7 @@ def run_netx(path: str, semantics: str, images_whc: np.ndarray, T: int,
             k = min(chunk, steps - ran)
             net.run(condition=RunSteps(num_steps=k), run_cfg=cfg, compile_config=B.COMPILE_CONFIG)
             ran += k
-            report(ran)
+            report(ran, steps)
         if semantics == "qcfs":
             out = {names[k]: np.asarray(blk.neuron.counts.get()).astype(np.int64)
                    for k, blk in zip(sorted(names), net.layers) if names[k] != names[max(names)]}
