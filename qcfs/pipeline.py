@@ -11,7 +11,8 @@ from typing import Literal
 from qcfs.errors import ModelFileError, QCFSError
 from qcfs.intnet import IntNet, is_intnet_file, load_intnet
 
-ModelKind = Literal["checkpoint", "onnx", "intnet", "lava"]
+ModelKind = Literal["checkpoint", "onnx", "intnet", "lava", "netx", "nir"]
+EXPORTED = ("intnet", "lava", "netx", "nir")  # kinds that carry an IntNet
 
 
 def model_kind(path: Path) -> ModelKind:
@@ -23,6 +24,8 @@ def model_kind(path: Path) -> ModelKind:
     name = path.name
     if name.endswith(".lava.npz"):
         return "lava"
+    if name.endswith((".net.h5", ".nir")):
+        return "netx" if name.endswith(".net.h5") else "nir"
     if is_intnet_file(path):
         return "intnet"
     if zipfile.is_zipfile(path) and name.endswith((".pt", ".pth")):
@@ -31,7 +34,28 @@ def model_kind(path: Path) -> ModelKind:
         return "onnx"
     if name.endswith((".pt", ".pth")):
         raise ModelFileError(f"{path}: not a torch checkpoint written by qcfs-train (not a zip archive)")
-    raise ModelFileError(f"{path}: unknown model file; expected .pt (qcfs-train), .onnx or .intnet.npz")
+    raise ModelFileError(f"{path}: unknown model file; expected .pt (qcfs-train), .onnx, .intnet.npz, .net.h5 "
+                         f"(netx) or .nir")
+
+
+def load_exported(path: Path, kind: str | None = None) -> IntNet:
+    """The IntNet inside any exported file (IntNet, Lava, netx, NIR); one-line errors for foreign files."""
+    kind = kind or model_kind(path)
+    if kind == "intnet":
+        return load_intnet(path)
+    if kind == "lava":
+        from qcfs.exporters.lava_export import embedded_intnet
+
+        return embedded_intnet(path)
+    if kind == "netx":
+        from qcfs.exporters.netx_export import load_netx_intnet
+
+        return load_netx_intnet(path)
+    if kind == "nir":
+        from qcfs.exporters.nir_import import load_nir_intnet
+
+        return load_nir_intnet(path)
+    raise ModelFileError(f"{path}: is a {kind} file, not an exported network")
 
 
 def checkpoint_to_onnx(ckpt: Path, out: Path, opset: int = 20) -> Path:
@@ -77,10 +101,13 @@ def export(
 ) -> Path:
     kind = model_kind(model)
     import_options = dict(calibrate=calibrate, dataset=dataset, data_dir=data_dir, L=L, percentile=percentile)
-    if kind in ("intnet", "lava"):
-        if backend != "lava" or kind != "intnet":
-            raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend lava")
-        net = load_intnet(model)
+    if kind in EXPORTED:
+        if kind == "lava" or backend == "onnx":
+            raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend "
+                            f"intnet, lava, netx or nir (not from a .lava.npz)")
+        if backend == kind:
+            raise QCFSError(f"{model}: is already a {kind} file")
+        net = load_exported(model, kind)
     else:
         if backend == "onnx":
             import onnx
@@ -90,8 +117,18 @@ def export(
             return out
         net = to_intnet(canonical_onnx(model, **import_options), mode=mode, weight_bits=weight_bits,
                         show_passes=show_passes)
+    if out.exists() and out.resolve() == model.resolve():
+        raise QCFSError(f"{out}: output would overwrite the input; pass another -o")
     if backend == "intnet":
         return net.save(out)
+    if backend == "netx":
+        from qcfs.exporters.netx_export import export_netx
+
+        return export_netx(net, out)
+    if backend == "nir":
+        from qcfs.exporters.nir_export import export_nir
+
+        return export_nir(net, out)
     from qcfs.exporters.lava_export import export_lava
 
     return export_lava(net, out)

@@ -1,4 +1,5 @@
-"""`qcfs-export MODEL --backend onnx|intnet|lava`: checkpoint -> ONNX -> canonical graph -> IntNet -> Lava."""
+"""`qcfs-export MODEL --backend onnx|intnet|lava|netx|nir`: checkpoint -> ONNX -> canonical graph -> IntNet ->
+Lava / lava-dl netx (.net.h5) / NIR (.nir). An exported .intnet.npz, .net.h5 or .nir converts to the others."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from pathlib import Path
 from qcfs.cli import OneLineParser
 from qcfs.errors import QCFSError, cli_entry
 
-BACKENDS = ("onnx", "intnet", "lava")
-SUFFIX = {"onnx": ".onnx", "intnet": ".intnet.npz", "lava": ".lava.npz"}
+BACKENDS = ("onnx", "intnet", "lava", "netx", "nir")
+SUFFIX = {"onnx": ".onnx", "intnet": ".intnet.npz", "lava": ".lava.npz", "netx": ".net.h5", "nir": ".nir"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="qcfs-export", description=__doc__)
-    p.add_argument("model", help="checkpoint (.pt from qcfs-train), ONNX file, or IntNet (.intnet.npz)")
+    p.add_argument("model", help="checkpoint (.pt from qcfs-train), ONNX, IntNet (.intnet.npz), netx (.net.h5) or NIR (.nir)")
     p.add_argument("--backend", default="onnx", choices=BACKENDS, help="what to write (default: onnx)")
     p.add_argument("-o", "--output", help="output path (default: next to MODEL with the backend's suffix)")
     p.add_argument("--mode", default="int", choices=("int", "float"), help="integer or float IF network")
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def default_output(model: Path, backend: str) -> Path:
     stem = model.name
-    for suffix in (".intnet.npz", ".lava.npz", ".onnx", ".pt", ".pth"):
+    for suffix in (".intnet.npz", ".lava.npz", ".net.h5", ".nir", ".onnx", ".pt", ".pth"):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
             break
