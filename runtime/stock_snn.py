@@ -7,7 +7,7 @@ the Lava stock run (qcfs.runtime.lava.netx_network) is checked against bit for b
 
 Structure: any IntNet-shaped network (layers, synapses, biases) simulated layer-synchronously and batched; the
 neuron update is a `NeuronRule` per layer. Synaptic currents are the NumPy runtime's exact GEMMs
-(qcfs.runtime.numpy_synapse, float64, integer-exact below 2^53). Layer-synchronous equals Lava's pipelined
+(qcfs.runtime.numpy_synapse: float32 where every partial sum stays below 2^24, else float64 below 2^53). Layer-synchronous equals Lava's pipelined
 stream here for the same reason as in qcfs.semantics: every layer (Lava's LIFReset too) resets at the start
 of its own window and sees its source's spikes of the same window step.
 """
@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from qcfs.intnet import IntNet
-from qcfs.runtime.numpy_synapse import SynapsePlan
+from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, SynapsePlan, exact_bound
 from qcfs.runtime.result import SimResult
 from qcfs.semantics import encode_input
 
@@ -60,11 +60,20 @@ class LavaCubaRule:
 
     def step(self, state: dict[str, np.ndarray], current: np.ndarray) -> np.ndarray | None:
         m = LIF_UV_MAX
-        u = _decay(state["u"], (1 << DECAY_SHIFT) - (self.du + 1)) + np.left_shift(current, LIF_SHIFT)
-        wrapped = np.where(u > m, u - 2 * m, u)
-        state["u"] = np.where(wrapped <= -m, u + 2 * m, wrapped)  # as Lava writes it (second test on u)
-        v = _decay(state["v"], (1 << DECAY_SHIFT) - self.dv) + state["u"] + np.left_shift(self.bias_mant, LIF_SHIFT)
-        v = np.clip(v, -m + 1, m - 1)
+        u = np.left_shift(current, LIF_SHIFT)
+        keep_u = (1 << DECAY_SHIFT) - (self.du + 1)
+        if keep_u:  # iDecay 4096 (what qcfs exports): the current keeps nothing of the last step
+            u += _decay(state["u"], keep_u)
+        if u.size and (u.max() > m or u.min() <= -m):
+            wrapped = np.where(u > m, u - 2 * m, u)
+            u = np.where(wrapped <= -m, u + 2 * m, wrapped)  # as Lava writes it (second test on u)
+        state["u"] = u
+        v = state["v"]
+        if self.dv:  # vDecay 0: sign(v·4096)·(|v·4096| >> 12) = v exactly
+            v = _decay(v, (1 << DECAY_SHIFT) - self.dv)
+        v += u
+        v += np.left_shift(self.bias_mant, LIF_SHIFT)
+        np.clip(v, -m + 1, m - 1, out=v)
         s = v > (self.vth_mant << LIF_SHIFT)
         v[s] = 0
         state["v"] = v
@@ -150,9 +159,15 @@ def simulate_rules(net: IntNet, rules: dict[str, NeuronRule], images01: np.ndarr
     x_all = encode_input(images01, net.input.mean, net.input.std, net.input.scale if integer_input else None,
                          net.input.bits)
     shapes = {"input": tuple(net.input.shape)}
-    plans = []
+    plans, biases = [], []
     for layer in net.layers:
-        plans.append([(SynapsePlan(s, shapes[s.source], np.dtype(np.float64)), s.source) for s in layer.synapses])
+        lp = []
+        for s in layer.synapses:  # float32 GEMMs where every partial sum is an exact integer (spike sources)
+            exact32 = integer_input and s.source != "input" and exact_bound(s.weight, 1.0) < FLOAT32_EXACT_LIMIT
+            lp.append((SynapsePlan(s, shapes[s.source], np.dtype(np.float32 if exact32 else np.float64)), s.source))
+        plans.append(lp)
+        b = channel_last(np.asarray(layer.bias, np.float64), tuple(layer.shape))
+        biases.append(np.rint(b).astype(np.int64) if integer_input else b)
         shapes[layer.name] = tuple(layer.shape)
     n = len(x_all)
     if_names = [layer.name for layer in net.layers[:-1]]
@@ -169,20 +184,20 @@ def simulate_rules(net: IntNet, rules: dict[str, NeuronRule], images01: np.ndarr
         counts = {name: np.zeros(b, dtype=np.int64) for name in if_names}
         const = {}
         for t in range(1, Ts[-1] + 1):
-            for layer, lplans in zip(net.layers, plans):
+            for layer, lplans, bias in zip(net.layers, plans, biases):
                 cur = None
                 for plan, src in lplans:
                     if src == "input":
                         if layer.name not in const:
-                            const[layer.name] = plan(out["input"])
+                            c0 = plan(out["input"])
+                            const[layer.name] = np.rint(c0).astype(np.int64) if integer_input else c0.copy()
                         c = const[layer.name]
                     else:
-                        c = plan(out[src].astype(np.float64))
-                    cur = c.copy() if cur is None else cur + c
+                        c = plan(out[src])
+                    c = c.astype(np.int64) if integer_input else np.array(c, dtype=np.float64)
+                    cur = c if cur is None else cur + c
                 if add_bias:
-                    cur = cur + channel_last(np.asarray(layer.bias, np.float64), tuple(layer.shape))
-                if integer_input:
-                    cur = np.rint(cur).astype(np.int64)
+                    cur = cur + bias
                 s = rules[layer.name].step(state[layer.name], cur)
                 if layer.kind != "readout":
                     s = np.zeros(cur.shape, bool) if s is None else s

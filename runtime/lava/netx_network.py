@@ -154,7 +154,16 @@ def run_netx(path: str, semantics: str, images_whc: np.ndarray, T: int,
             out = _stock_windows(net, monitors, [names[k] for k in sorted(names)], n, T)
     finally:
         net.stop()
+    out["logits"] = _chw_order(out["logits"], tuple(net.layers[-1].neuron.a_in.shape))
     return out
+
+
+def _chw_order(logits: np.ndarray, shape_whc: tuple[int, ...]) -> np.ndarray:
+    """(N, T, W·H·C) in Lava's flatten order -> the IntNet's C, H, W order (a conv readout); 1-D unchanged."""
+    if len(shape_whc) != 3:
+        return logits
+    n, t = logits.shape[:2]
+    return logits.reshape(n, t, *shape_whc).transpose(0, 1, 4, 3, 2).reshape(n, t, -1)
 
 
 def _stock_windows(net, monitors, names: list[str], n: int, T: int) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -163,7 +172,6 @@ def _stock_windows(net, monitors, names: list[str], n: int, T: int) -> dict[str,
     out: dict[str, np.ndarray] = {}
     for d, (blk, mon, name) in enumerate(zip(net.layers, monitors, names), start=1):
         readout = d == len(net.layers)
-        var = blk.neuron.v if readout else blk.neuron.s_out
         rec = mon.get_data()
         trace = np.asarray(next(iter(next(iter(rec.values())).values())))  # (steps, *shape)
         trace = trace.reshape(trace.shape[0], -1).astype(np.int64)
@@ -173,5 +181,4 @@ def _stock_windows(net, monitors, names: list[str], n: int, T: int) -> dict[str,
             out["logits"] = win
         else:
             out[name] = np.cumsum(win.sum(axis=2), axis=1)
-        del var
     return out
