@@ -21,7 +21,9 @@ bias and the readout; qcfs.runtime.lava.netx_network reads both and is bit-exact
   v(0) = 0 instead of v_init, and Lava's LIF ranges (bias 13-bit mantissa, vThMant 17 bits, u/v 24 bits in
   units of 2^-6, so sums saturate 64× earlier than the qcfs membrane).
 
-`qcfs/` attrs format "qcfs-netx", version 1, semantics (text); datasets `intnet` (the source IntNet file
+`qcfs/` attrs format "qcfs-netx", version 1, semantics (text), reset "subtract", spike "v >= threshold", readout
+(layer name), input_shape/input_mean/input_std/input_scale/input_bits (the 8-bit input encoding),
+readout_scale; datasets `intnet` (the source IntNet file
 bytes, for metrics and provenance) and `layers/<k>/` for every netx layer k that has a neuron: attrs name,
 kind ("if" | "readout"); datasets threshold, v_init [C] (per channel), bias [C], v_min, v_max.
 """
@@ -121,6 +123,10 @@ def export_netx(net: IntNet, out: str | Path) -> Path:
         layers = f.create_group("layer")
         q = f.create_group("qcfs")
         q.attrs["format"], q.attrs["version"], q.attrs["semantics"] = FORMAT_NAME, FORMAT_VERSION, SEMANTICS
+        q.attrs["reset"], q.attrs["spike"], q.attrs["readout"] = "subtract", "v >= threshold", net.readout.name
+        q.attrs["input_shape"], q.attrs["input_bits"] = np.asarray(net.input.shape), net.input.bits
+        q.attrs["input_mean"], q.attrs["input_std"] = np.asarray(net.input.mean), np.asarray(net.input.std)
+        q.attrs["input_scale"], q.attrs["readout_scale"] = float(net.input.scale), float(net.readout_scale)
         q.create_dataset("intnet", data=np.frombuffer(net.to_bytes(), dtype=np.uint8))
         qlayers = q.create_group("layers")
         g0 = layers.create_group("0")

@@ -190,3 +190,17 @@ def test_stock_netx_run_equals_stock_numpy_model(digits_file) -> None:  # type: 
             assert np.array_equal(got.spikes[T][name], c), (T, name)
     assert all(c.sum() > 0 for c in ref.spikes[8].values())  # every layer spikes by T = 8
     assert len({tuple(r) for r in ref.logits[8]}) == 3  # samples differ
+
+
+@pytest.mark.timeout(300)
+@lava_test
+def test_cli_backend_netx_counts_equal_numpy(digits_file, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _, path = digits_file
+    common = ["--dataset", "digits", "--T", "2,4", "--limit", "3", "--no-progress"]
+    r = _cli("run", "--model", str(path), "--backend", "netx", *common, "--counts", str(tmp_path / "netx.npz"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "backend netx-qcfs" in r.stdout
+    r = _cli("run", "--model", str(path), *common, "--counts", str(tmp_path / "np.npz"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    with np.load(tmp_path / "netx.npz") as a, np.load(tmp_path / "np.npz") as b:
+        assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
