@@ -31,7 +31,6 @@ kind ("if" | "readout"); datasets threshold, v_init [C] (per channel), bias [C],
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,6 @@ FORMAT_VERSION = 1
 SUFFIX = ".net.h5"
 INPUT_MESSAGE_BITS = 8
 VTH_MANT_MAX = (1 << 17) - 1  # Lava LIF vth: unsigned 17 bits
-BIAS_MANT_LIMITS = (-(1 << 12), (1 << 12) - 1)  # Lava LIF bias_mant: signed 13 bits
 SEMANTICS = ("qcfs: integrate v += a + bias; spike s = v >= threshold; reset v -= threshold*s (subtraction); "
              "v(0) = v_init per channel at every sample window; readout accumulates a + bias; dt = 1; "
              "input = clip(rint((x-mean)/std*scale)) as 8-bit signed current")
@@ -171,16 +169,6 @@ def export_netx(net: IntNet, out: str | Path) -> Path:
     return out
 
 
-def stock_fit_warnings(net: IntNet) -> list[str]:
-    """Where the stock CUBA parameters leave Lava LIF's ranges (the stock run is then even further off)."""
-    out = []
-    for layer in net.layers:
-        b = np.asarray(layer.bias)
-        if b.size and (b.min() < BIAS_MANT_LIMITS[0] or b.max() > BIAS_MANT_LIMITS[1]):
-            out.append(f"layer {layer.name}: bias beyond Lava LIF's 13-bit bias_mant")
-    return out
-
-
 # --- reading our own files ---------------------------------------------------------------------------
 def is_netx_file(path: str | Path) -> bool:
     """True for an HDF5 file (by signature); the layout is checked by load_netx_intnet."""
@@ -258,10 +246,3 @@ def load_netx_intnet(path: str | Path) -> IntNet:
                                    not np.array_equal(p["v_init"], layer.v_init_per_channel())):
             raise ModelFileError(f"{path}: group qcfs/layers/{k} disagrees with qcfs/intnet (layer {layer.name})")
     return net
-
-
-def describe(path: str | Path) -> str:
-    """A one-paragraph JSON summary (tests, debugging)."""
-    params = read_qcfs_layers(path)
-    return json.dumps({k: {"name": p["name"], "kind": p["kind"], "threshold": p["threshold"]}
-                       for k, p in sorted(params.items())})

@@ -58,12 +58,12 @@ def _text(v: Any) -> Any:
     return v
 
 
-def _pair(v: Any, what: str) -> tuple[int, int]:
+def _pair(v: Any) -> tuple[int, int]:
     a = np.broadcast_to(np.asarray(v).reshape(-1), (2,))
     return int(a[0]), int(a[1])
 
 
-def _synapse(where: str, node: Any, source: str, src_shape: tuple[int, ...] | None, delay: int) -> tuple[Synapse, np.ndarray]:
+def _synapse(where: str, node: Any, source: str, delay: int) -> tuple[Synapse, np.ndarray]:
     typ = type(node).__name__
     w = np.asarray(node.weight, dtype=np.float64)
     if typ == "Conv2d":
@@ -78,8 +78,8 @@ def _synapse(where: str, node: Any, source: str, src_shape: tuple[int, ...] | No
             else:
                 raise ModelFileError(f"{where}: Conv2d padding 'same' with an even kernel")
         else:
-            ph, pw = _pair(node.padding, "padding")
-        syn = Synapse(source, "conv", w, stride=_pair(node.stride, "stride"), padding=(ph, pw, ph, pw),
+            ph, pw = _pair(node.padding)
+        syn = Synapse(source, "conv", w, stride=_pair(node.stride), padding=(ph, pw, ph, pw),
                       groups=int(np.asarray(node.groups).reshape(-1)[0]), delay=delay)
         bias = np.asarray(node.bias, np.float64).reshape(-1) if node.bias is not None else np.zeros(w.shape[0])
     else:
@@ -88,7 +88,6 @@ def _synapse(where: str, node: Any, source: str, src_shape: tuple[int, ...] | No
             w = w.reshape(tuple(int(s) for s in np.asarray(shape).reshape(-1)))
         syn = Synapse(source, "dense", w, delay=delay)
         bias = np.asarray(node.bias, np.float64).reshape(-1) if typ == "Affine" else np.zeros(w.shape[0])
-    del src_shape
     return syn, bias
 
 
@@ -148,7 +147,7 @@ def graph_layers(graph) -> tuple[tuple[int, ...], list[GraphLayer]]:  # type: ig
             st = type(nodes[src]).__name__
             if st not in NEURONS + ("Input",):
                 raise ModelFileError(f"node {sn}: chain starts at {src} ({st}), not at a neuron or the Input")
-            syn, b = _synapse(f"node {sn}", sn_node, "input" if src == in_name else src, None, delay)
+            syn, b = _synapse(f"node {sn}", sn_node, "input" if src == in_name else src, delay)
             if b.size != bias.size:
                 raise ModelFileError(f"node {sn}: bias of {b.size} values for a layer of {bias.size} channels")
             bias = bias + b

@@ -52,7 +52,7 @@ def read_stock(path: str | Path) -> tuple[IntNet, dict[str, LavaCubaRule]]:
             keys = sorted(grp.keys(), key=lambda k: int(k) if k.isdigit() else -1)
             if not keys or not all(k.isdigit() for k in keys) or [int(k) for k in keys] != list(range(len(keys))):
                 raise ModelFileError(f"{path}: group layer/ must hold groups 0, 1, ... (found {list(grp.keys())})")
-            prev, src_shape = "input", tuple(ref.input.shape)
+            prev = "input"
             names = iter(layer.name for layer in ref.layers)
             for k in keys:
                 g, where = grp[k], f"{path}: layer/{k}"
@@ -89,7 +89,7 @@ def read_stock(path: str | Path) -> tuple[IntNet, dict[str, LavaCubaRule]]:
                                            du=_scalar(ng, "iDecay", nwhere) - 1, dv=_scalar(ng, "vDecay", nwhere),
                                            bias_mant=channel_last(bias, shape), spikes=not is_readout)
                 layers.append(layer)
-                prev, src_shape = name, shape
+                prev = name
     except KeyError as err:
         raise ModelFileError(f"{path}: layer/ group incomplete ({err})") from None
     if [layer.name for layer in layers] != [layer.name for layer in ref.layers]:
