@@ -12,7 +12,8 @@ from typing import Literal
 from qcfs.errors import ModelFileError, QCFSError
 from qcfs.intnet import IntNet, is_intnet_file, load_intnet
 
-ModelKind = Literal["checkpoint", "onnx", "intnet", "lava", "snn-onnx"]
+ModelKind = Literal["checkpoint", "onnx", "intnet", "lava", "snn-onnx", "netx", "nir"]
+EXPORTED = ("intnet", "lava", "snn-onnx", "netx", "nir")  # kinds that carry an IntNet
 
 
 def model_kind(path: Path) -> ModelKind:
@@ -26,6 +27,8 @@ def model_kind(path: Path) -> ModelKind:
         return "lava"
     if name.endswith(".snn.onnx"):
         return "snn-onnx"
+    if name.endswith((".net.h5", ".nir")):
+        return "netx" if name.endswith(".net.h5") else "nir"
     if is_intnet_file(path):
         return "intnet"
     if zipfile.is_zipfile(path) and name.endswith((".pt", ".pth")):
@@ -34,7 +37,32 @@ def model_kind(path: Path) -> ModelKind:
         return "onnx"
     if name.endswith((".pt", ".pth")):
         raise ModelFileError(f"{path}: not a torch checkpoint written by qcfs-train (not a zip archive)")
-    raise ModelFileError(f"{path}: unknown model file; expected .pt (qcfs-train), .onnx or .intnet.npz")
+    raise ModelFileError(f"{path}: unknown model file; expected .pt (qcfs-train), .onnx, .intnet.npz, .net.h5 "
+                         f"(netx) or .nir")
+
+
+def load_exported(path: Path, kind: str | None = None) -> IntNet:
+    """The IntNet inside any exported file (IntNet, Lava, netx, NIR); one-line errors for foreign files."""
+    kind = kind or model_kind(path)
+    if kind == "intnet":
+        return load_intnet(path)
+    if kind == "lava":
+        from qcfs.exporters.lava_export import embedded_intnet
+
+        return embedded_intnet(path)
+    if kind == "netx":
+        from qcfs.exporters.netx_export import load_netx_intnet
+
+        return load_netx_intnet(path)
+    if kind == "nir":
+        from qcfs.exporters.nir_import import load_nir_intnet
+
+        return load_nir_intnet(path)
+    if kind == "snn-onnx":
+        from qcfs.runtime.ort_snn import load_snn_onnx
+
+        return load_snn_onnx(path)[1]
+    raise ModelFileError(f"{path}: is a {kind} file, not an exported network")
 
 
 def checkpoint_to_onnx(ckpt: Path, out: Path, opset: int = 20, authors: dict | None = None) -> Path:
@@ -124,12 +152,13 @@ def export(
     authors = None if arch is None else {"arch": arch, "L": L, "dataset": dataset}
     kind = "checkpoint" if authors is not None and model.name.endswith((".pt", ".pth")) else model_kind(model)
     import_options = dict(calibrate=calibrate, dataset=dataset, data_dir=data_dir, L=L, percentile=percentile)
-    if kind in ("intnet", "lava", "snn-onnx"):
-        further = ("lava", "snn-onnx") + (("intnet",) if snn_calib is not None else ())
-        if backend not in further or kind != "intnet":
-            raise QCFSError(f"{model}: an exported {kind} network can only be exported further with "
-                            f"--backend lava or snn-onnx (or --backend intnet with --snn-calib)")
-        net = load_intnet(model)
+    if kind in EXPORTED:
+        if kind in ("lava", "snn-onnx") or backend == "onnx":
+            raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend "
+                            f"intnet, lava, snn-onnx, netx or nir (not from a .lava.npz or .snn.onnx)")
+        if backend == kind and snn_calib is None:
+            raise QCFSError(f"{model}: is already a {kind} file (re-export it only with --snn-calib)")
+        net = load_exported(model, kind)
     else:
         if backend == "onnx":
             import onnx
@@ -145,12 +174,22 @@ def export(
                         show_passes=show_passes)
     if snn_calib is not None:
         net = calibrate_snn(net, snn_calib, show_passes=show_passes)
+    if out.exists() and out.resolve() == model.resolve():
+        raise QCFSError(f"{out}: output would overwrite the input; pass another -o")
     if backend == "intnet":
         return net.save(out)
     if backend == "snn-onnx":
         from qcfs.exporters.snn_onnx import export_snn_onnx
 
         return export_snn_onnx(net, out, kernels=kernels)
+    if backend == "netx":
+        from qcfs.exporters.netx_export import export_netx
+
+        return export_netx(net, out)
+    if backend == "nir":
+        from qcfs.exporters.nir_export import export_nir
+
+        return export_nir(net, out)
     from qcfs.exporters.lava_export import export_lava
 
     return export_lava(net, out)

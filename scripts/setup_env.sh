@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates (or reuses) the virtual environment and installs qcfs with its test tools and Lava.
+# Creates (or reuses) the virtual environment and installs qcfs with its test tools, Lava and lava-dl (netx).
 # Usage: scripts/setup_env.sh VENV_DIR        (QCFS_NO_LAVA=1 skips the Lava simulator)
 set -euo pipefail
 venv=${1:-.venv}
@@ -10,10 +10,13 @@ pip="$venv/bin/python -m pip --disable-pip-version-check -q"
 # Lava's dependencies first, under numpy<2 (a one-shot --ignore-requires-python install would pick a
 # scipy that needs Python 3.12).
 $pip install -c "$here/constraints.txt" "numpy<2" "ml_dtypes<0.6" asteval "networkx<=2.8.7" scipy
-$pip install -c "$here/constraints.txt" -e "$here[test,lava]"
+$pip install -c "$here/constraints.txt" -e "$here[test,lava,formats]"
 if [ "${QCFS_NO_LAVA:-0}" != "1" ]; then
   # lava-nc 0.10.0 declares Python < 3.11 but runs on 3.11 (qcfs.runtime.lava.compat patches the one
   # incompatibility at import time, without touching site-packages).
   $pip install -c "$here/constraints.txt" --no-deps --ignore-requires-python lava-nc==0.10.0
+  # lava-dl 0.6.0 (netx) declares Python < 3.11 and pins torch 2.3/torchvision/opencv: --no-deps as for
+  # lava-nc; netx needs only h5py (the [formats] extra) and stubs for its optional imports (compat.py).
+  $pip install -c "$here/constraints.txt" --no-deps --ignore-requires-python lava-dl==0.6.0
 fi
 echo "qcfs environment ready in $venv"

@@ -1,5 +1,6 @@
-"""`qcfs-export MODEL --backend onnx|intnet|lava|snn-onnx`: checkpoint -> ONNX -> canonical graph -> IntNet -> Lava,
-or the integer SNN itself as ONNX (snn-onnx: runs on any ONNX runtime, `qcfs-run --model X.snn.onnx`).
+"""`qcfs-export MODEL --backend onnx|intnet|lava|snn-onnx|netx|nir`: checkpoint -> ONNX -> canonical graph -> IntNet
+-> Lava / lava-dl netx (.net.h5) / NIR (.nir), or the integer SNN itself as ONNX (snn-onnx: runs on any ONNX
+runtime, `qcfs-run --model X.snn.onnx`). An exported .intnet.npz, .net.h5 or .nir converts to the others.
 With `--snn-calib METHOD --target-T T --dataset D` the IntNet is calibrated for low latency before it is written."""
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from qcfs.cli import OneLineParser
 from qcfs.cli.values import L_VALUE, integer, number
 from qcfs.errors import QCFSError, cli_entry
 
-BACKENDS = ("onnx", "intnet", "lava", "snn-onnx")
+BACKENDS = ("onnx", "intnet", "lava", "snn-onnx", "netx", "nir")
 AUTHORS_ARCHS = ("authors-vgg16", "authors-resnet18", "authors-resnet34", "authors-resnet20")
-SUFFIX = {"onnx": ".onnx", "intnet": ".intnet.npz", "lava": ".lava.npz", "snn-onnx": ".snn.onnx"}
+SUFFIX = {"onnx": ".onnx", "intnet": ".intnet.npz", "lava": ".lava.npz", "snn-onnx": ".snn.onnx", "netx": ".net.h5",
+          "nir": ".nir"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="qcfs-export", description=__doc__)
-    p.add_argument("model", help="checkpoint (.pt from qcfs-train), ONNX file, or IntNet (.intnet.npz)")
+    p.add_argument("model", help="checkpoint (.pt from qcfs-train), ONNX, IntNet (.intnet.npz), netx (.net.h5) or NIR (.nir)")
     p.add_argument("--backend", default="onnx", choices=BACKENDS, help="what to write (default: onnx)")
     p.add_argument("-o", "--output", help="output path (default: next to MODEL with the backend's suffix)")
     p.add_argument("--mode", default="int", choices=("int", "float"), help="integer or float IF network")
@@ -88,7 +90,7 @@ def snn_calib_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def default_output(model: Path, backend: str) -> Path:
     stem = model.name
-    for suffix in (".intnet.npz", ".lava.npz", ".snn.onnx", ".onnx", ".pt", ".pth"):
+    for suffix in (".intnet.npz", ".lava.npz", ".snn.onnx", ".net.h5", ".nir", ".onnx", ".pt", ".pth"):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
             break

@@ -16,10 +16,11 @@ estimated to need more than --max-hours (or more memory than the machine has) is
 
 Backends: numpy (reference, both timings), ort (onnxruntime on the exported integer SNN graph, layer-
 synchronous, bit-identical to numpy; the default for an .snn.onnx model), torch (layer-synchronous,
---device cpu|cuda; bit-identical counts to numpy), lava (fixed-point simulator, pipelined). --report DIR
-writes report.md, report.json and PNG figures; for an ONNX or checkpoint it also simulates the other mode
-(NumPy, same samples and T) so the accuracy plot shows the ANN, the float SNN and the integer SNN;
---lava-json adds the points of an earlier `qcfs-run --backend lava --json FILE`.
+--device cpu|cuda; bit-identical counts to numpy), lava (fixed-point simulator, pipelined), netx (the model as a
+lava-dl .net.h5 through netx's loader in Lava; --netx-semantics qcfs = exact, stock = netx's own CUBA/LIF
+neurons; README "Formats"). --report DIR writes report.md, report.json and PNG figures; for an ONNX or
+checkpoint it also simulates the other mode (NumPy, same samples and T) so the accuracy plot shows the ANN, the
+float SNN and the integer SNN; --lava-json adds the points of an earlier `qcfs-run --backend lava --json FILE`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
     from qcfs.intnet import IntNet
     from qcfs.runtime.result import SimResult
 
-BACKENDS = ("numpy", "torch", "lava", "ort")
+BACKENDS = ("numpy", "torch", "lava", "ort", "netx")
+NETX_SEMANTICS = ("qcfs", "stock")
 DEVICES = ("cpu", "cuda")
 RASTER_NEURONS = 16  # neurons per layer in the report's raster plot (sample 0)
 NORMALIZE_HELP = (
@@ -93,13 +95,17 @@ def parse_normalize(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="qcfs-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="checkpoint (.pt), ONNX, or IntNet (.intnet.npz); default: see above")
+    p.add_argument("--model", help="checkpoint (.pt), ONNX, IntNet (.intnet.npz), netx (.net.h5) or NIR (.nir); "
+                                   "default: see above")
     p.add_argument("--dataset", required=True, choices=tuple(DATASETS))
     p.add_argument("--T", dest="Ts", type=parse_ts, default=[1, 2, 4, 8, 16, 32],
                    help="comma-separated time steps, all from one run of max(T) (default 1,2,4,8,16,32)")
     p.add_argument("--backend", choices=BACKENDS, help="default: ort for an .snn.onnx model, else numpy")
     p.add_argument("--mode", choices=("int", "float"),
                    help="integer (hardware) or float IF network (default int; an IntNet file keeps its own)")
+    p.add_argument("--netx-semantics", choices=NETX_SEMANTICS,
+                   help="backend netx: qcfs (default; our IF via a netx Network subclass, exact) or stock (netx "
+                        "unmodified: CUBA/LIF, hard reset)")
     p.add_argument("--timing", default="sync", choices=("sync", "pipelined"),
                    help="numpy backend: layer-synchronous or pipelined back-to-back stream (as Lava; slow)")
     p.add_argument("--device", choices=DEVICES, help="torch backend: where to simulate (default cpu)")
@@ -143,6 +149,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.pre_steps and (args.backend not in ("numpy", "torch") or args.timing == "pipelined"):
         raise QCFSError(f"--pre-steps (two-phase inference) runs on --backend numpy or torch with --timing sync; "
                         f"--backend {args.backend} has no phase schedule (Lava's IF process, the SNN ONNX graph)")
+    if args.netx_semantics is not None and args.backend != "netx":
+        raise QCFSError(f"--netx-semantics applies to --backend netx only (got --backend {args.backend})")
     if args.lava_json and not args.report:
         raise QCFSError("--lava-json only adds points to a report; pass --report DIR too")
     if args.subset != "spread" and args.limit is None:
@@ -221,20 +229,10 @@ def load_network(model: Path, mode: str | None, normalize=None):  # type: ignore
     applied where the input scale can follow it: in the ONNX before conversion, so the 8-bit input scale is
     recomputed for the new range; an exported IntNet keeps its scale, which is refused if it would saturate."""
     from qcfs import pipeline
-    from qcfs.intnet import load_intnet
 
     kind = pipeline.model_kind(model)
-    if kind in ("intnet", "lava", "snn-onnx"):
-        if kind == "snn-onnx":
-            from qcfs.runtime.ort_snn import load_snn_onnx
-
-            net = load_snn_onnx(model)[1]
-        elif kind == "lava":
-            from qcfs.exporters.lava_export import embedded_intnet
-
-            net = embedded_intnet(model)
-        else:
-            net = load_intnet(model)
+    if kind in pipeline.EXPORTED:
+        net = pipeline.load_exported(model, kind)
         if mode is not None and mode != net.mode:
             raise QCFSError(f"{model}: is a {net.mode}-mode IntNet; --mode {mode} needs the ONNX or checkpoint")
         return apply_normalize(net, normalize, model), None
@@ -286,6 +284,8 @@ def simulate(net: IntNet, images01: np.ndarray, args: argparse.Namespace, raster
         # an exported .lava.npz runs as is, unless --normalize changed the input spec it was exported with
         lava_file = args.lava_file if args.normalize is None else None
         return simulate_lava(lava_file or net, images01, args.Ts, timeout_s=args.timeout, progress=progress)
+    if args.backend == "netx":
+        return simulate_on_netx(net, images01, args)
     if args.backend == "torch":
         return simulate_on_torch(net, images01, args)
     if args.backend == "ort":
@@ -303,6 +303,25 @@ def simulate_numpy(net: IntNet, images01: np.ndarray, Ts: list[int], timing: str
                            progress=progress, pre_steps=pre_steps)
     except ValueError as err:
         raise QCFSError(f"cannot simulate this network: {err}") from None
+
+
+def simulate_on_netx(net: IntNet, images01: np.ndarray, args: argparse.Namespace) -> SimResult:
+    """A .net.h5 given as --model runs as is (unless --normalize changed its input spec); anything else is
+    exported to a temporary .net.h5 first."""
+    import tempfile
+
+    from qcfs.runtime.lava.compat import netx_available
+
+    if not netx_available():
+        raise BackendError("netx backend unavailable: lava-dl is not installed; run scripts/setup_env.sh")
+    from qcfs.exporters.netx_export import export_netx
+    from qcfs.runtime.lava.netx_backend import simulate_netx
+
+    sem = args.netx_semantics or "qcfs"
+    with tempfile.TemporaryDirectory(prefix="qcfs-netx-") as tmp:
+        path = args.netx_file if args.netx_file and args.normalize is None else export_netx(net, Path(tmp) / "m.net.h5")
+        return simulate_netx(path, images01, args.Ts, semantics=sem, timeout_s=args.timeout,
+                             progress=not args.no_progress)
 
 
 def check_torch_device(name: str | None) -> None:
@@ -370,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.lava_file = model if model_kind(model) == "lava" else None
     args.snn_onnx_file = model if model_kind(model) == "snn-onnx" else None
+    args.netx_file = model if model_kind(model) == "netx" else None
     images, labels = load_split(args.dataset, "test", args.data_dir)
     if tuple(images.shape[1:]) != tuple(net.input.shape):
         raise QCFSError(f"{model}: expects input {tuple(net.input.shape)}, {args.dataset} has {images.shape[1:]}")
@@ -384,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         ann_acc = ann_accuracy(canon, images, labels, net.input.mean, net.input.std, args.batch)
     raster_k = RASTER_NEURONS if args.report else 0
     result = simulate(net, images, args, raster_k)
-    doc = summarize(args, model, net, result, labels, ann_acc, command_line(argv))
+    doc = summarize(args, model, net, result, labels, ann_acc, command_line(argv),
+                    backend=result.backend if args.backend == "netx" else None)
     doc["subset"] = subset
     try:
         write_outputs(args, doc, result)

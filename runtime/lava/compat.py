@@ -109,3 +109,56 @@ def ensure_lava() -> ModuleType:
     import lava
 
     return lava
+
+
+# --- lava-dl (netx) -----------------------------------------------------------------------------------
+NETX_NOT_INSTALLED = "lava-dl (netx) is not installed: run scripts/setup_env.sh / make setup"
+#: modules lava-dl imports at `import lava.lib.dl.netx` that netx never uses (object detection, vision I/O);
+#: lava-dl is installed with --no-deps, so they are usually absent.
+OPTIONAL_NETX_IMPORTS = ("cv2", "torchvision")
+OBJECT_DETECTION = "lava.lib.dl.slayer.object_detection"
+
+
+def _stub(name: str) -> ModuleType:
+    """An empty module that says what it is; any attribute use fails loudly (AttributeError)."""
+    mod = ModuleType(name)
+    mod.__doc__ = f"qcfs import stub: {name} is not installed and netx does not need it"
+    mod.__qcfs_stub__ = True  # type: ignore[attr-defined]
+    return mod
+
+
+def install_netx_stubs() -> list[str]:
+    """Put stubs into sys.modules for the optional modules lava-dl imports but netx never calls (only
+    where the real module is absent; never touches site-packages). Returns the stubbed names."""
+    stubbed = []
+    for name in OPTIONAL_NETX_IMPORTS:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = _stub(name)
+            stubbed.append(name)
+    if stubbed and OBJECT_DETECTION not in sys.modules:  # slayer/__init__ imports it; it needs cv2
+        sys.modules[OBJECT_DETECTION] = _stub(OBJECT_DETECTION)
+        stubbed.append(OBJECT_DETECTION)
+    return stubbed
+
+
+def netx_available() -> bool:
+    """True when lava-dl is installed (does not import it)."""
+    if not lava_available():
+        return False
+    try:
+        return importlib.util.find_spec("lava.lib.dl") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def ensure_netx() -> ModuleType:
+    """Lava (ensure_lava) plus the stubs, then `lava.lib.dl.netx`; BackendError (one line) when absent."""
+    ensure_lava()
+    if not netx_available():
+        raise BackendError(NETX_NOT_INSTALLED)
+    install_netx_stubs()
+    try:
+        import lava.lib.dl.netx as netx
+    except ImportError as err:
+        raise BackendError(f"{NETX_NOT_INSTALLED} ({err})") from None
+    return netx

@@ -12,7 +12,8 @@ on every exit path. Here we add the other half of the contract:
   * success: JOBDIR/result.npz is written atomically before stop(), which gets a bounded time.
 Progress: lines "STEP <done> <total>" on stdout.
 
-JOBDIR/job.json: {"lava_file", "T", "stock_conv" (bool), "fault" (null | "raise"), "max_ring_elems"};
+JOBDIR/job.json: {"lava_file", "T", "stock_conv" (bool), "fault" (null | "raise"), "max_ring_elems"}, or for a
+lava-dl netx file {"kind": "netx", "netx_file", "semantics" ("qcfs" | "stock"), "T", "max_ring_elems"};
 JOBDIR/inputs.npy: encoded int images in Lava layout (N, W, H, C).
 """
 
@@ -114,6 +115,8 @@ def _report(done: int, total: int) -> None:
 
 def run_job(jobdir: Path) -> None:
     job = json.loads((jobdir / "job.json").read_text())
+    if job.get("kind") == "netx":
+        return _run_netx_job(jobdir, job)
     from lava.magma.core.run_conditions import RunSteps
 
     from qcfs.exporters.lava_export import load_lava_file
@@ -149,6 +152,30 @@ def run_job(jobdir: Path) -> None:
         parts.append(B.collect(lf, net))
         _bounded_stop(net.anchor)
     result = {key: np.concatenate([p[key] for p in parts], axis=0) for key in parts[0]}
+    tmp = jobdir / "result.tmp.npz"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **result)
+    os.replace(tmp, jobdir / "result.npz")
+
+
+def _run_netx_job(jobdir: Path, job: dict) -> None:
+    """A .net.h5 through lava-dl's loader (qcfs.runtime.lava.netx_network), in chunks of samples."""
+    from qcfs.runtime.lava.netx_network import run_netx
+
+    T = int(job["T"])
+    images = np.load(jobdir / "inputs.npy")
+    n_total = images.shape[0]
+    chunk = max(1, min(n_total, int(job.get("max_ring_elems", 1 << 24)) // (int(np.prod(images.shape[1:])) * T)))
+    parts, base = [], 0
+    for start in range(0, n_total, chunk):
+        part = run_netx(job["netx_file"], job["semantics"], images[start:start + chunk], T,
+                        report=lambda done, total: _report(base + done, base + total))
+        base += images[start:start + chunk].shape[0] * T
+        parts.append(part)
+    _write_result(jobdir, {key: np.concatenate([p[key] for p in parts], axis=0) for key in parts[0]})
+
+
+def _write_result(jobdir: Path, result: dict) -> None:
     tmp = jobdir / "result.tmp.npz"
     with open(tmp, "wb") as fh:
         np.savez(fh, **result)

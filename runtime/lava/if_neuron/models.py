@@ -87,16 +87,20 @@ class PyReadoutModelFixed(_WindowMixin, PyLoihiProcessModel):
     logits: np.ndarray = LavaPyType(np.ndarray, _I64, precision=64)
 
     def run_spk(self) -> None:
-        a = self.a_in.recv()
-        win = self.window()
-        if win is None:
-            return
-        n, k = win
-        if k == 0:
-            self.acc[...] = 0
-        self.acc += a.astype(_I64, copy=False)
-        self.acc += self.bias
-        self.logits[n, k, :] = self.acc.reshape(-1)
+        readout_step(self, self.a_in.recv())
+
+
+def readout_step(model, a: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """The readout's step, shared with the netx readout (Lava forbids subclassing a decorated model)."""
+    win = _WindowMixin.window(model)
+    if win is None:
+        return
+    n, k = win
+    if k == 0:
+        model.acc[...] = 0
+    model.acc += a.astype(_I64, copy=False)
+    model.acc += model.bias
+    model.logits[n, k, :] = model.acc.reshape(-1)
 
 
 @implements(proc=Delay, protocol=LoihiProtocol)
