@@ -72,7 +72,7 @@ def test_cosine_schedule() -> None:
 @pytest.mark.parametrize(
     "argv,needle",
     [
-        (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--L", "0"], "--L must be positive"),
+        (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--L", "0"], "argument --L"),
         (["--model", "alexnet", "--dataset", "digits", "-o", "x.pt"], "invalid choice"),
         (["--model", "cnn", "--dataset", "mnist", "-o", "x.pt"], "invalid choice"),
         (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--epochs", "0"], "--epochs must be positive"),
