@@ -26,17 +26,39 @@ class ForbiddenPickleError(pickle.UnpicklingError):
     """The pickle names a global outside the allow-list (it would run code or build arbitrary objects)."""
 
 
+MAX_ARRAY_BYTES = 1 << 30  # no array in a dataset batch is larger than the (capped) file it came from
+
+
+class _NdarrayToken:
+    """Stands for numpy.ndarray in the pickle: accepted as _reconstruct's subtype, refused when called (a direct
+    ndarray(shape) call could allocate any amount of memory)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise ForbiddenPickleError("direct numpy.ndarray(...) call in the pickle")
+
+
 def _dtype(obj: Any, *args: Any) -> np.dtype:
-    dt = np.dtype(obj) if not isinstance(obj, (str, bytes)) else np.dtype(obj.decode() if isinstance(obj, bytes) else obj)
+    if isinstance(obj, bytes):
+        obj = obj.decode("latin1")
+    # always a fresh copy: the pickle's BUILD step calls __setstate__ on what we return, and np.dtype('u1') without
+    # copy=True is numpy's shared uint8 descriptor, which must never be mutated by a file
+    dt = np.dtype(obj, False, True)
     if dt.kind not in _NUMERIC_KINDS or dt.fields is not None or dt.subdtype is not None:
         raise ForbiddenPickleError(f"array dtype {dt} is not a plain numeric type")
     return dt
 
 
 def _reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> np.ndarray:
-    if subtype is not np.ndarray:
+    if subtype is not _NdarrayToken:
         raise ForbiddenPickleError("array subclass in the pickle")
-    return np.ndarray.__new__(np.ndarray, shape, _dtype(dtype_code))
+    dt = _dtype(dtype_code)
+    try:
+        n = int(np.prod(np.asarray(shape, dtype=np.int64))) if np.ndim(shape) else int(shape)
+    except (TypeError, ValueError, OverflowError):
+        raise ForbiddenPickleError(f"array shape {shape!r} in the pickle") from None
+    if n < 0 or n * dt.itemsize > MAX_ARRAY_BYTES:
+        raise ForbiddenPickleError(f"array of {n} elements in the pickle is larger than any dataset batch")
+    return np.ndarray.__new__(np.ndarray, shape, dt)
 
 
 def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
@@ -70,7 +92,7 @@ ALLOWED: dict[tuple[str, str], Any] = {("_codecs", "encode"): _encode, ("__built
 for _mod in _NUMPY_MODULES:
     ALLOWED[(_mod, "_reconstruct")] = _reconstruct
     ALLOWED[(_mod, "_frombuffer")] = _frombuffer
-    ALLOWED[(_mod, "ndarray")] = np.ndarray
+    ALLOWED[(_mod, "ndarray")] = _NdarrayToken
     ALLOWED[(_mod, "dtype")] = _dtype
 
 

@@ -52,15 +52,24 @@ def test_crafted_batch_does_not_run_code(tmp_path: Path) -> None:
     assert not marker.exists(), "the pickle ran code"
 
 
-@pytest.mark.parametrize("payload", ["eval", "object_array", "subclass"])
+class _HugeArray:
+    """A direct numpy.ndarray((10**12,)) call: no code runs, but it would allocate a terabyte."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (np.ndarray, ((10**12,), "u1"))
+
+
+@pytest.mark.parametrize("payload", ["eval", "object_array", "subclass", "huge_ndarray"])
 def test_other_pickle_tricks_refused(tmp_path: Path, payload: str) -> None:
     base = _batch_dir(tmp_path)
     if payload == "eval":
         obj = {b"data": eval, b"labels": []}  # a global that is not on the allow-list
     elif payload == "object_array":
         obj = {b"data": np.array([b"a", 1], dtype=object), b"labels": [0, 1]}
-    else:
+    elif payload == "subclass":
         obj = {b"data": np.ma.masked_array(np.zeros((1, 3072), np.uint8)), b"labels": [0]}
+    else:
+        obj = {b"data": _HugeArray(), b"labels": [0]}
     with open(base / "test_batch", "wb") as fh:
         pickle.dump(obj, fh, protocol=2)
     with pytest.raises(DatasetError) as err:

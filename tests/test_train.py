@@ -72,11 +72,11 @@ def test_cosine_schedule() -> None:
 @pytest.mark.parametrize(
     "argv,needle",
     [
-        (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--L", "0"], "argument --L"),
+        (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--L", "0"], "argument --L: expected a number of quantization levels in 1..1024"),
         (["--model", "alexnet", "--dataset", "digits", "-o", "x.pt"], "invalid choice"),
         (["--model", "cnn", "--dataset", "mnist", "-o", "x.pt"], "invalid choice"),
-        (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--epochs", "0"], "--epochs must be positive"),
-        (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--lr", "abc"], "invalid float value"),
+        (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--epochs", "0"], "argument --epochs: expected a number of epochs"),
+        (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--lr", "abc"], "argument --lr: expected a number"),
     ],
 )
 def test_cli_bad_values(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
