@@ -119,9 +119,9 @@ def test_ann_accuracy_matches_onnxruntime(report_run: ReportRun, digits_checkpoi
     assert report_run.json_doc["ann_accuracy"] == expected
     table = report_run.stdout.splitlines()
     head = next(i for i, line in enumerate(table) if "ANN acc %" in line)
-    assert table[head].split()[:2] == ["T", "ANN"]  # so value column 1 is the ANN accuracy
+    assert table[head].split()[:3] == ["T", "latency", "ANN"]  # so value column 2 is the ANN accuracy
     for line in table[head + 1 : head + 1 + len(TS)]:
-        assert line.split()[1] == f"{100 * expected:.2f}", line
+        assert line.split()[2] == f"{100 * expected:.2f}", line
 
 
 def test_float_mode_report_puts_integer_run_first(digits_checkpoint: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
