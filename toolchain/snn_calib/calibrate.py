@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from qcfs.errors import HardwareFitError, QCFSError
 from qcfs.intnet import IntNet, Layer
+from qcfs.intnet_validate import validate_intnet
 from qcfs.semantics import encode_input, membrane_limits
 from qcfs.toolchain.ann_equivalent import spike_counts
 from qcfs.toolchain.snn_calib.methods import METHODS, LayerProblem, channel_mean
@@ -174,6 +175,7 @@ def calibrate(net: IntNet, images01: np.ndarray, *, T: int, method: str, progres
         "objective": solver.objective(), **(provenance or {}),
         "rate_error": [vars(r) for r in report.layers],
     }
+    validate_intnet(out, "calibrated network")  # the same checks every loaded or converted IntNet passes
     return out, report
 
 
