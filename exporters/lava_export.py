@@ -231,7 +231,8 @@ def export_lava(net: IntNet, out: Path, *, compress: bool = True) -> Path:
     # the source IntNet travels inside, so `qcfs-run --model x.lava.npz` has the network's own numbers
     # (neurons, fan-out, normalization) without re-deriving anything from Lava's layouts; every Lava array
     # and header field is checked against it on load (lava_verify)
-    arrays[EMBEDDED_INTNET] = np.frombuffer(net.to_bytes(), dtype=np.uint8)
+    # uncompressed for throw-away files: compressing VGG-16's embedded IntNet was ~30 % of a Lava run's start-up
+    arrays[EMBEDDED_INTNET] = np.frombuffer(net.to_bytes(compress=compress), dtype=np.uint8)
     with open(out, "wb") as fh:
         (np.savez_compressed if compress else np.savez)(fh, **arrays)
     return out

@@ -178,7 +178,7 @@ class IntNet:
             fh.write(self.to_bytes())
         return path
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, compress: bool = True) -> bytes:
         """The .npz file content (also embedded in .lava.npz files, so they carry their source network)."""
         dtype = np.int64 if self.mode == "int" else np.float64
         arrays: dict[str, np.ndarray] = {
@@ -191,7 +191,7 @@ class IntNet:
             for j, syn in enumerate(layer.synapses):
                 arrays[f"{layer.name}/syn{j}/weight"] = np.asarray(syn.weight, dtype=dtype)
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        (np.savez_compressed if compress else np.savez)(buf, **arrays)
         return buf.getvalue()
 
 
