@@ -23,7 +23,7 @@ from qcfs.intnet_validate import validate_intnet
 from qcfs.semantics import encode_input, membrane_limits
 from qcfs.toolchain.ann_equivalent import spike_counts
 from qcfs.toolchain.snn_calib.methods import METHODS, LayerProblem, channel_mean
-from qcfs.toolchain.snn_calib.trains import LayerCurrent, layer_current, nhwc, run_if
+from qcfs.toolchain.snn_calib.trains import LayerCurrent, layer_current, run_if
 
 ANN_CHUNK = 256  # images per quantized-ANN evaluation
 
@@ -220,4 +220,4 @@ def calibrate_auto(net: IntNet, images01: np.ndarray, labels: np.ndarray, *, T: 
     return out, report
 
 
-__all__ = ["calibrate", "calibrate_auto", "CalibrationReport", "LayerReport", "nhwc"]
+__all__ = ["calibrate", "calibrate_auto", "CalibrationReport", "LayerReport"]

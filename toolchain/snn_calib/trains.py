@@ -35,14 +35,6 @@ class LayerCurrent:
     spiking: np.ndarray | None
     constant: np.ndarray | None
 
-    def step(self, t: int) -> np.ndarray | int:
-        cur: np.ndarray | int = 0
-        if self.spiking is not None:
-            cur = self.spiking[t]
-        if self.constant is not None:
-            cur = cur + self.constant
-        return cur
-
     @cached_property
     def max_abs(self) -> int:
         """Bound on |I(t)| (bias excluded) over all steps and neurons (computed once: the search reuses it)."""
