@@ -25,6 +25,7 @@ from qcfs.data import load_split
 from qcfs.intnet import IntNet
 from qcfs.runtime.metrics import net_stats, per_t_rows
 from qcfs.toolchain.snn_calib import AUTO_CANDIDATES, calibrate
+from qcfs.toolchain.snn_calib.calibrate import pick_auto
 from qcfs.toolchain.snn_calib.sampling import calibration_images01
 
 
@@ -107,11 +108,10 @@ def main() -> None:
                     doc["runs"].append({"method": f"{m} + two-phase ρ={rho}", "target_T": T,
                                         "rows": rows_of(cal, x, y, [t], args.backend, rho)})
                     print(doc["runs"][-1]["method"], doc["runs"][-1]["rows"], flush=True)
-        cands = [m for m in AUTO_CANDIDATES if m in runs]
-        if len(cands) == len(AUTO_CANDIDATES):
-            best = max(cands, key=lambda m: (runs[m]["train_accuracy"], -cands.index(m)))
+        if all(m in runs for m in AUTO_CANDIDATES):
+            best = pick_auto({m: runs[m]["train_accuracy"] for m in AUTO_CANDIDATES})
             runs["auto"] = {**runs[best], "method": f"auto (-> {best})",
-                            "calib_seconds": sum(runs[m]["calib_seconds"] for m in cands)}
+                            "calib_seconds": sum(runs[m]["calib_seconds"] for m in AUTO_CANDIDATES)}
         for run in runs.values():
             run.pop("net", None)
             doc["runs"].append(run)

@@ -30,7 +30,7 @@ import numpy as np
 
 from qcfs.errors import ModelFileError
 from qcfs.intnet import IntNet, Layer, Synapse, load_intnet
-from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, _pool_factor, exact_bound
+from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, _pool_factor, channel_last, exact_bound
 from qcfs.semantics import membrane_limits
 
 FORMAT_NAME = "qcfs-snn-onnx"
@@ -145,10 +145,6 @@ def _synapse(g: _Graph, syn: Synapse, src: str, src_shape: tuple[int, ...], x_ma
     return g.op("Reshape", [out, g.const("nhwc", np.array([-1, ho, wo, o], np.int64))], "conv"), bound
 
 
-def _nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
-
-
 def _if_body(layer: Layer, shape: tuple[int, ...], mem: int, spike: int, has_spike: bool, const: str | None,
              lim: tuple[int, int]):  # type: ignore[no-untyped-def]
     """Scan body (v, I_t) -> (v', spikes_t): qcfs.semantics.fire after integrating I_t (+ const, from the
@@ -253,7 +249,7 @@ def build_snn_onnx(net: IntNet, kernels: str = "auto"):  # -> onnx.ModelProto
     xq = g.op("Cast", [q], "x_q", to=TensorProto.INT8 if x_int8 else TensorProto.FLOAT)
     if not f32:
         xq = g.op("Transpose", [xq], "x_nhwc", perm=[0, 2, 3, 1])  # channel-last from here on
-    layout = (lambda shp: tuple(shp)) if f32 else _nhwc
+    layout = (lambda shp: tuple(shp)) if f32 else channel_last
     T1 = g.op("Reshape", ["T", g.const("one", np.array([1], np.int64))], "T1")
     N1 = g.op("Slice", [g.op("Shape", ["images"]), g.const("s0", np.array([0], np.int64)),
                         g.const("s1", np.array([1], np.int64))], "N1")

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from qcfs.intnet import IntNet, Layer
-from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, exact_bound
+from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, channel_last, exact_bound
 from qcfs.runtime.result import SimResult
 from qcfs.semantics import encode_input, fire, membrane_limits, offset_restart
 
@@ -65,10 +65,6 @@ class LayerPlan:
     @property
     def is_readout(self) -> bool:
         return self.layer.kind == "readout"
-
-
-def _nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
 
 
 def _integral(x: float, what: str) -> int:
@@ -120,7 +116,7 @@ def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
                 raise ValueError(f"layer {layer.name}: input current not exact in float64")
             if not np.array_equal(bias, np.rint(bias)):
                 raise ValueError(f"layer {layer.name}: non-integer bias in integer mode")
-        lp = LayerPlan(layer=layer, shape=_nhwc(tuple(layer.shape)), dtype=dtype, depth=int(layer.depth))
+        lp = LayerPlan(layer=layer, shape=channel_last(tuple(layer.shape)), dtype=dtype, depth=int(layer.depth))
         for s in spike_syns:
             plan = SynapsePlan(s, shapes[s.source], dtype)
             _check_out(layer, s.source, plan.out_shape)

@@ -26,6 +26,11 @@ CHUNK_BYTES = 8 << 20  # im2col chunk: big enough for efficient GEMMs, small eno
 POOL_FACTORING = True  # benchmarks switch it off to measure what it saves
 
 
+def channel_last(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The channel-last layout of an IntNet tensor shape: (C, H, W) -> (H, W, C); 1-D shapes unchanged."""
+    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
+
+
 def exact_bound(weight: np.ndarray, x_max: float) -> float:
     """Largest |partial sum| any summation order can produce for one output: max_o Σ|w_o|·x_max."""
     w = np.asarray(weight)

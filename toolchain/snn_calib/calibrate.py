@@ -202,22 +202,23 @@ def _layer_report(name: str, before: np.ndarray, after: np.ndarray, target: np.n
 AUTO_CANDIDATES = ("potential", "potential-snn", "bias-snn")
 
 
+def pick_auto(train_accuracy: dict[str, float]) -> str:
+    """The `auto` choice among calibrated candidates: best accuracy on the calibration images, ties to the
+    earlier candidate of AUTO_CANDIDATES (also used by benchmarks/low_latency.py, so both pick the same)."""
+    return max(AUTO_CANDIDATES, key=lambda m: (train_accuracy[m], -AUTO_CANDIDATES.index(m)))
+
+
 def calibrate_auto(net: IntNet, images01: np.ndarray, labels: np.ndarray, *, T: int, progress: bool = True,
                    provenance: dict[str, Any] | None = None) -> tuple[IntNet, CalibrationReport]:
     """`--snn-calib auto`: calibrate with each of AUTO_CANDIDATES and keep the one whose SNN classifies the
     calibration (training) images best at T (ties: the earlier candidate). Test images are never looked at."""
-    best: tuple[IntNet, CalibrationReport] | None = None
-    tried = {}
-    for name in AUTO_CANDIDATES:
-        cand = calibrate(net, images01, T=T, method=name, progress=progress, provenance=provenance, labels=labels)
-        tried[name] = cand[1].train_accuracy
-        if best is None or cand[1].train_accuracy > best[1].train_accuracy:
-            best = cand
-    assert best is not None
-    out, report = best
+    runs = {name: calibrate(net, images01, T=T, method=name, progress=progress, provenance=provenance,
+                            labels=labels) for name in AUTO_CANDIDATES}
+    tried = {name: report.train_accuracy for name, (_, report) in runs.items()}
+    out, report = runs[pick_auto(tried)]
     out.metadata["snn_calibration"]["auto"] = {"candidates": tried, "chosen": report.method}
     report.method = f"auto -> {report.method}"
     return out, report
 
 
-__all__ = ["calibrate", "calibrate_auto", "CalibrationReport", "LayerReport"]
+__all__ = ["calibrate", "calibrate_auto", "pick_auto", "CalibrationReport", "LayerReport"]

@@ -18,14 +18,12 @@ from functools import cached_property
 import numpy as np
 
 from qcfs.intnet import IntNet, Layer
-from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, exact_bound
+from qcfs.runtime.numpy_synapse import (
+    FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, channel_last, exact_bound,
+)
 from qcfs.semantics import fire, membrane_limits
 
 CHUNK_ELEMENTS = 1 << 24  # output elements per GEMM call (bounds the float scratch to ~128 MB)
-
-
-def nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
 
 
 @dataclass
@@ -71,7 +69,7 @@ def layer_current(net: IntNet, layer: Layer, trains: dict[str, np.ndarray], x_nh
     shapes = {"input": tuple(net.input.shape), **{lay.name: tuple(lay.shape) for lay in net.layers}}
     x_max = float(1 << (net.input.bits - 1))
     store = _store_dtype(layer, x_max)
-    out_shape = nhwc(tuple(layer.shape))
+    out_shape = channel_last(tuple(layer.shape))
     n = len(x_nhwc)
     spiking = constant = None
     spk = [s for s in layer.synapses if s.source != "input"]
