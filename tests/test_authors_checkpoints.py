@@ -30,6 +30,7 @@ CASES = [("authors-vgg16", "thresh", "act"), ("authors-vgg16", "up", "act"), ("a
 
 @pytest.mark.parametrize("arch,lam_name,act_name", CASES)
 def test_mapped_model_computes_the_authors_function(arch: str, lam_name: str, act_name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)  # the layers' default weight init draws from the global generator: fix it
     theirs = randomize(authors_model(arch, L=4, lam_name=lam_name, act_name=act_name), seed=1)
     path = _save(theirs, tmp_path / "their.pth")
     ours, meta = load_authors_checkpoint(path, arch, L=4, dataset="cifar10")
@@ -47,6 +48,7 @@ def test_mapped_model_computes_the_authors_function(arch: str, lam_name: str, ac
 def test_cli_exports_authors_resnet20(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import onnxruntime as ort
 
+    torch.manual_seed(0)  # default weight init draws from the global generator
     theirs = randomize(authors_model("authors-resnet20", L=4), seed=3)
     path = _save(theirs, tmp_path / "their.pth")
     out = tmp_path / "their.onnx"
@@ -61,11 +63,7 @@ def test_cli_exports_authors_resnet20(tmp_path: Path, capsys: pytest.CaptureFixt
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     with torch.no_grad():
         want = theirs.float()(torch.from_numpy(x)).numpy()
-    # a wrong mapping breaks every sample; a single QCFS floor decided differently by torch and onnxruntime
-    # (random weights, 19 QCFS layers) moves one sample's logits a little: allow that, as check_parity does
-    per_sample = np.abs(got - want).max(axis=1)
-    assert (per_sample <= 1e-3).sum() >= 3 and per_sample.max() < 0.2, per_sample
-    assert np.array_equal(got.argmax(1), want.argmax(1))
+    assert np.allclose(got, want, atol=1e-3), np.abs(got - want).max()
 
 
 def _one_line_error(args: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
@@ -81,6 +79,7 @@ def _one_line_error(args: list[str], capsys: pytest.CaptureFixture[str], *needle
 
 @pytest.fixture()
 def resnet20_sd() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)  # default weight init draws from the global generator
     return randomize(authors_model("authors-resnet20", L=4), seed=5).state_dict()
 
 
