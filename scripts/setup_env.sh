@@ -10,7 +10,7 @@ pip="$venv/bin/python -m pip --disable-pip-version-check -q"
 # Lava's dependencies first, under numpy<2 (a one-shot --ignore-requires-python install would pick a
 # scipy that needs Python 3.12).
 $pip install -c "$here/constraints.txt" "numpy<2" "ml_dtypes<0.6" asteval "networkx<=2.8.7" scipy
-$pip install -c "$here/constraints.txt" -e "$here[test,lava,formats]"
+$pip install -c "$here/constraints.txt" -e "$here[test,lava,formats,distributed]"
 if [ "${QCFS_NO_LAVA:-0}" != "1" ]; then
   # lava-nc 0.10.0 declares Python < 3.11 but runs on 3.11 (qcfs.runtime.lava.compat patches the one
   # incompatibility at import time, without touching site-packages).
