@@ -58,6 +58,12 @@ DATASETS: dict[str, DatasetInfo] = {
         "pass --data-dir pointing at the unpacked cifar-10-batches-py (or an ImageFolder tree "
         "train/<class>/*, test/<class>/*); or set QCFS_CIFAR10_DIR",
     ),
+    # read lazily, image by image (qcfs.imagenet, through qcfs.samples.open_split); classes: the train/ folders
+    "imagenet": DatasetInfo(
+        "imagenet", (3, 224, 224), 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), None,
+        "download ILSVRC-2012 from image-net.org, unpack train/ and val/ into class folders and pass --data-dir "
+        "DIR or set QCFS_IMAGENET_DIR",
+    ),
 }
 
 # digits: fixed, documented split. sklearn's 1,797 samples in their bundled order; the last 360 (20 %)
@@ -77,6 +83,8 @@ def load_split(name: str, split: str, data_dir: str | os.PathLike | None = None)
     if split not in ("train", "test"):
         raise DatasetError(f"unknown split {split!r}; use 'train' or 'test'")
     info = dataset_info(name)
+    if name == "imagenet":
+        raise DatasetError("imagenet is read lazily, never whole into memory: use qcfs.samples.open_split")
     if name == "digits":
         return _load_digits(split)
     if name == "fashion-mnist":
@@ -120,6 +128,14 @@ def dataset_inputs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
     info = DATASETS.get(name)
     if info is None or name == "digits":
         return []
+    if name == "imagenet":
+        from qcfs.imagenet import imagenet_root
+
+        try:
+            root = imagenet_root(data_dir)
+        except DatasetError:
+            return []
+        return [root / "train", root / "val"]
     try:
         root = fashion_root(data_dir, info) if name == "fashion-mnist" else cifar_root(data_dir, info)
     except DatasetError:
