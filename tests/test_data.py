@@ -89,4 +89,9 @@ def test_cifar_missing_says_how_to_get(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_unknown_dataset() -> None:
     with pytest.raises(DatasetError, match="unknown dataset"):
+        load_split("mnist-9000", "test")
+
+
+def test_imagenet_is_never_loaded_whole() -> None:
+    with pytest.raises(DatasetError, match="read lazily"):
         load_split("imagenet", "test")
