@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from qcfs import pipeline
-from qcfs.cli.run import ann_accuracy
+from qcfs.evaluate import ann_correct
 from qcfs.data import load_split
 from qcfs.intnet import IntNet
 from qcfs.runtime.metrics import net_stats, per_t_rows
@@ -80,7 +80,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "dataset": args.dataset, "model": args.model, "test_samples": int(len(y)),
         "calib_samples": int(len(yc)), "backend": args.backend,
-        "ann_accuracy": ann_accuracy(canon, x, y, net.input.mean, net.input.std, 256),
+        "ann_accuracy": ann_correct(canon.SerializeToString(), x, y, net.input.mean, net.input.std, 256) / len(y),
         "runs": [],
     }
     print(f"ANN {100 * doc['ann_accuracy']:.2f} % on {len(y)} test samples", flush=True)

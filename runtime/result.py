@@ -40,3 +40,29 @@ class SimResult:
         if out["logits"].dtype.kind in "iu":
             out["logits"] = out["logits"].astype(np.int64)
         return out
+
+
+def concat_results(parts: list[SimResult]) -> SimResult:
+    """The results of consecutive chunks or shards of one sample list, as one result in sample order.
+
+    Exact because every sample is simulated independently of the others in its batch (no backend couples
+    samples), so splitting the list and concatenating changes no integer. The raster is sample 0's: the first
+    part's.
+    """
+    if not parts:
+        raise ValueError("no results to concatenate")
+    first = parts[0]
+    for p in parts[1:]:
+        if (p.Ts, p.backend, p.timing, p.pre_steps) != (first.Ts, first.backend, first.timing, first.pre_steps):
+            raise ValueError("results of different runs cannot be concatenated "
+                             f"({(p.Ts, p.backend, p.timing, p.pre_steps)} vs "
+                             f"{(first.Ts, first.backend, first.timing, first.pre_steps)})")
+        if set(p.spikes[p.T_max]) != set(first.spikes[first.T_max]):
+            raise ValueError("results of different networks cannot be concatenated (layer names differ)")
+    if len(parts) == 1:
+        return first
+    logits = {t: np.concatenate([p.logits[t] for p in parts]) for t in first.Ts}
+    spikes = {t: {name: np.concatenate([p.spikes[t][name] for p in parts]) for name in first.spikes[t]}
+              for t in first.Ts}
+    return SimResult(Ts=list(first.Ts), logits=logits, spikes=spikes, raster=dict(first.raster),
+                     backend=first.backend, timing=first.timing, pre_steps=first.pre_steps)

@@ -66,7 +66,7 @@ def test_bad_values_exit_2_one_line(capsys, intnet_file: Path, argv: list[str], 
 
 
 def test_unknown_dataset(capsys, intnet_file: Path) -> None:  # type: ignore[no-untyped-def]
-    _fails_one_line(capsys, ["--model", str(intnet_file), "--dataset", "imagenet"], "invalid choice")
+    _fails_one_line(capsys, ["--model", str(intnet_file), "--dataset", "mnist-9000"], "invalid choice")
 
 
 def test_missing_model_file(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -21,11 +21,15 @@ lava-dl .net.h5 through netx's loader in Lava; --netx-semantics qcfs = exact, st
 neurons; README "Formats"). --report DIR writes report.md, report.json and PNG figures; for an ONNX or
 checkpoint it also simulates the other mode (NumPy, same samples and T) so the accuracy plot shows the ANN, the
 float SNN and the integer SNN; --lava-json adds the points of an earlier `qcfs-run --backend lava --json FILE`.
+
+--workers N / --scheduler ADDRESS shard the samples over a Dask cluster (a new local one of N processes, or a
+running one); the merged results equal a single-process run (README: Running on a cluster).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import shlex
@@ -40,7 +44,8 @@ from qcfs.data import DATASETS
 from qcfs.cli import OneLineParser
 from qcfs.cli.values import MAX_TIMEOUT_S, number
 from qcfs.subset import RULES as SUBSET_RULES
-from qcfs.errors import BackendError, QCFSError, cli_entry
+from qcfs.errors import QCFSError, cli_entry
+from qcfs.evaluate import DEFAULT_SHARD
 
 if TYPE_CHECKING:
     import onnx
@@ -51,6 +56,7 @@ if TYPE_CHECKING:
 BACKENDS = ("numpy", "torch", "lava", "ort", "netx")
 NETX_SEMANTICS = ("qcfs", "stock")
 DEVICES = ("cpu", "cuda")
+SHARDS_PER_WORKER = 4  # Dask default: enough shards to balance uneven workers, few enough to keep overhead low
 RASTER_NEURONS = 16  # neurons per layer in the report's raster plot (sample 0)
 NORMALIZE_HELP = (
     "input normalization when the model carries none (and overriding it when it does): 'MEAN,STD' for all "
@@ -128,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lava backend: seconds (default 3600)")
     p.add_argument("--max-hours", type=number(0, 24 * 365, lo_open=True), default=24.0,
                    help="refuse runs estimated (optimistically) to take longer (default 24)")
+    p.add_argument("--workers", type=positive_int, metavar="N",
+                   help="shard the samples over a new local Dask cluster of N worker processes (README: "
+                        "Running on a cluster)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="shard the samples over an existing Dask cluster, e.g. tcp://head:8786 (dask-jobqueue, "
+                        "dask-mpi, dask-cuda); its workers must see --model and --data-dir at the same paths")
+    p.add_argument("--shard-size", type=positive_int, metavar="K",
+                   help=f"samples per shard (default: Dask {SHARDS_PER_WORKER} shards per worker, at most "
+                        f"{DEFAULT_SHARD}; a lazily read split such as imagenet: {DEFAULT_SHARD})")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -143,7 +158,13 @@ def check_args(args: argparse.Namespace) -> None:
     if args.device is not None and args.backend != "torch":
         raise QCFSError(f"--device applies to --backend torch only (got --backend {args.backend})")
     if args.backend == "torch":
+        from qcfs.simulate import check_torch_device
+
         check_torch_device(args.device)
+    if args.workers and args.scheduler:
+        raise QCFSError("--workers starts a local Dask cluster, --scheduler uses an existing one: pass only one")
+    if args.shard_size and not (args.workers or args.scheduler or args.dataset == "imagenet"):
+        raise QCFSError("--shard-size applies to sharded runs: pass --workers N or --scheduler ADDRESS too")
     if not 0 <= args.pre_steps <= 1024:
         raise QCFSError(f"--pre-steps must be in 0..1024, got {args.pre_steps}")
     if args.pre_steps and (args.backend not in ("numpy", "torch") or args.timing == "pipelined"):
@@ -256,109 +277,6 @@ def apply_normalize(net, normalize, model: Path | None = None):  # type: ignore[
     return dataclasses.replace(net, input=dataclasses.replace(net.input, mean=mean, std=std))
 
 
-def ann_accuracy(canon, images01: np.ndarray, labels: np.ndarray, mean, std, batch: int) -> float:  # type: ignore[no-untyped-def]
-    """Top-1 accuracy of the canonical ONNX under onnxruntime on exactly the samples the SNN sees."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(canon.SerializeToString(), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    c = images01.shape[1]
-    m = np.broadcast_to(np.asarray(mean, dtype=np.float64), (c,)).reshape(1, c, 1, 1)
-    s = np.broadcast_to(np.asarray(std, dtype=np.float64), (c,)).reshape(1, c, 1, 1)
-    correct = 0
-    for start in range(0, len(images01), batch):
-        x = ((images01[start : start + batch] - m) / s).astype(np.float32)
-        correct += int((np.argmax(sess.run(None, {name: x})[0], axis=1) == labels[start : start + batch]).sum())
-    return correct / len(images01)
-
-
-def simulate(net: IntNet, images01: np.ndarray, args: argparse.Namespace, raster_neurons: int = 0) -> SimResult:
-    """Run the chosen backend; only numpy records a raster (the others ignore `raster_neurons`)."""
-    progress = not args.no_progress
-    if args.backend == "lava":
-        try:
-            from qcfs.runtime.lava.backend import simulate_lava
-        except ImportError as err:
-            raise BackendError(f"Lava backend unavailable ({err}); install it with scripts/setup_env.sh") from None
-        # a .lava.npz given as --model runs as exported; anything else is exported for Lava on the fly
-        # an exported .lava.npz runs as is, unless --normalize changed the input spec it was exported with
-        lava_file = args.lava_file if args.normalize is None else None
-        return simulate_lava(lava_file or net, images01, args.Ts, timeout_s=args.timeout, progress=progress)
-    if args.backend == "netx":
-        return simulate_on_netx(net, images01, args)
-    if args.backend == "torch":
-        return simulate_on_torch(net, images01, args)
-    if args.backend == "ort":
-        return simulate_on_ort(net, images01, args)
-    return simulate_numpy(net, images01, args.Ts, args.timing, args.batch, raster_neurons, progress,
-                          args.pre_steps)
-
-
-def simulate_numpy(net: IntNet, images01: np.ndarray, Ts: list[int], timing: str, batch: int,
-                   raster_neurons: int, progress: bool, pre_steps: int = 0) -> SimResult:
-    from qcfs.runtime.numpy_snn import simulate as simulate_np
-
-    try:
-        return simulate_np(net, images01, Ts, timing=timing, batch_size=batch, raster_neurons=raster_neurons,
-                           progress=progress, pre_steps=pre_steps)
-    except ValueError as err:
-        raise QCFSError(f"cannot simulate this network: {err}") from None
-
-
-def simulate_on_netx(net: IntNet, images01: np.ndarray, args: argparse.Namespace) -> SimResult:
-    """A .net.h5 given as --model runs as is (unless --normalize changed its input spec); anything else is
-    exported to a temporary .net.h5 first."""
-    import tempfile
-
-    from qcfs.runtime.lava.compat import netx_available
-
-    if not netx_available():
-        raise BackendError("netx backend unavailable: lava-dl is not installed; run scripts/setup_env.sh")
-    from qcfs.exporters.netx_export import export_netx
-    from qcfs.runtime.lava.netx_backend import simulate_netx
-
-    sem = args.netx_semantics or "qcfs"
-    with tempfile.TemporaryDirectory(prefix="qcfs-netx-") as tmp:
-        path = args.netx_file if args.netx_file and args.normalize is None else export_netx(net, Path(tmp) / "m.net.h5")
-        return simulate_netx(path, images01, args.Ts, semantics=sem, timeout_s=args.timeout,
-                             progress=not args.no_progress)
-
-
-def check_torch_device(name: str | None) -> None:
-    """Asking for CUDA on a machine without one is a usage error, reported before any work is done."""
-    try:
-        import torch
-    except ImportError as err:
-        raise BackendError(f"torch backend unavailable ({err}); install torch") from None
-    if name == "cuda" and not torch.cuda.is_available():
-        raise QCFSError("--device cuda: no CUDA GPU available to torch here; use --device cpu")
-
-
-def simulate_on_torch(net: IntNet, images01: np.ndarray, args: argparse.Namespace) -> SimResult:
-    try:
-        from qcfs.runtime.torch_snn import simulate_torch
-    except ImportError as err:
-        raise BackendError(f"torch backend unavailable ({err}); install torch") from None
-    try:
-        return simulate_torch(net, images01, args.Ts, batch_size=args.batch, device=args.device or "cpu",
-                              progress=not args.no_progress, pre_steps=args.pre_steps)
-    except ValueError as err:
-        raise QCFSError(f"cannot simulate this network: {err}") from None
-
-
-def simulate_on_ort(net: IntNet, images01: np.ndarray, args: argparse.Namespace) -> SimResult:
-    """An .snn.onnx model runs as exported (unless --normalize changed its input); anything else is exported
-    to the same graph in memory first."""
-    from qcfs.runtime.ort_snn import simulate_ort
-
-    model = args.snn_onnx_file if args.normalize is None else None
-    try:
-        return simulate_ort(net, images01, args.Ts, model=model, batch_size=args.batch,
-                            progress=not args.no_progress)
-    except ValueError as err:
-        raise QCFSError(f"cannot simulate this network on onnxruntime: {err}") from None
-
-
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
@@ -378,54 +296,106 @@ def format_table(rows: list[dict], ann_acc: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args)
-    from qcfs.data import load_split
     from qcfs.defaults import default_model
+    from qcfs.samples import SplitSpec, data_dir_str, open_split
 
     check_outputs(args, args.model)
     lava_doc = load_lava_json(args.lava_json, args.dataset) if args.lava_json else None
     model = Path(args.model) if args.model else default_model(args.dataset)
     net, canon = load_network(model, args.mode, args.normalize)
-    from qcfs.pipeline import model_kind
-
-    args.lava_file = model if model_kind(model) == "lava" else None
-    args.snn_onnx_file = model if model_kind(model) == "snn-onnx" else None
-    args.netx_file = model if model_kind(model) == "netx" else None
-    images, labels = load_split(args.dataset, "test", args.data_dir)
-    if tuple(images.shape[1:]) != tuple(net.input.shape):
-        raise QCFSError(f"{model}: expects input {tuple(net.input.shape)}, {args.dataset} has {images.shape[1:]}")
+    spec = SplitSpec(args.dataset, "test", data_dir_str(args.data_dir))
+    source = open_split(spec)
+    if tuple(source.shape) != tuple(net.input.shape):
+        raise QCFSError(f"{model}: expects input {tuple(net.input.shape)}, {args.dataset} has {tuple(source.shape)}")
     from qcfs.subset import describe, subset_indices
 
-    subset = describe(len(labels), args.limit, args.subset)
-    idx = subset_indices(len(labels), args.limit, args.subset)
-    images, labels = images[idx], labels[idx]
-    check_run_budget(net, len(labels), args)
-    ann_acc = None
-    if canon is not None:
-        ann_acc = ann_accuracy(canon, images, labels, net.input.mean, net.input.std, args.batch)
-    raster_k = RASTER_NEURONS if args.report else 0
-    result = simulate(net, images, args, raster_k)
-    doc = summarize(args, model, net, result, labels, ann_acc, command_line(argv),
-                    backend=result.backend if args.backend == "netx" else None)
-    doc["subset"] = subset
-    try:
-        write_outputs(args, doc, result)
-        if args.report:
-            main_run = Run(net, result, doc)
-            companion = run_companion(args, main_run, canon, images, labels)
-            paths = write_run_report(args, images, main_run, companion, lava_doc)
-            print(f"report: {paths[-1]} ({len(paths)} files in {Path(args.report)})")
-    except OSError as err:
-        raise QCFSError(f"cannot write results: {err}") from None
+    subset = describe(len(source.labels), args.limit, args.subset)
+    idx = subset_indices(len(source.labels), args.limit, args.subset)
+    labels = source.labels[idx]
+    opts = sim_options(args, model, RASTER_NEURONS if args.report else 0)
+    canon_bytes = canon.SerializeToString() if canon is not None else None
+    with execution(args) as client:
+        check_run_budget(net, len(labels), args, workers=_workers(client))
+        ev = evaluate(client, args, net, canon_bytes, source, spec, idx, opts)
+        doc = summarize(args, model, net, ev.result, labels, ev.ann_accuracy(len(labels)), command_line(argv),
+                        backend=ev.result.backend if args.backend == "netx" else None)
+        doc["subset"] = subset
+        if ev.execution:
+            doc["execution"] = ev.execution
+        try:
+            write_outputs(args, doc, ev.result)
+            if args.report:
+                main_run = Run(net, ev.result, doc)
+                companion = run_companion(client, args, main_run, canon, source, spec, idx, opts)
+                paths = write_run_report(args, source.images(idx[:1]), main_run, companion, lava_doc)
+                print(f"report: {paths[-1]} ({len(paths)} files in {Path(args.report)})")
+        except OSError as err:
+            raise QCFSError(f"cannot write results: {err}") from None
     return 0
 
 
-def check_run_budget(net: IntNet, n: int, args: argparse.Namespace) -> None:
-    """Refuse (one line) a run that surely cannot finish in --max-hours or fit in memory; say so when long."""
+def sim_options(args: argparse.Namespace, model: Path, raster_neurons: int):  # type: ignore[no-untyped-def]
+    """The backend options of this run. A model file the backend reads itself (.lava.npz, .snn.onnx, .net.h5)
+    runs as exported, unless --normalize changed the input spec it was exported with."""
+    from qcfs.pipeline import model_kind
+    from qcfs.simulate import SimOptions
+
+    kind = model_kind(model)
+    as_is = args.normalize is None
+    return SimOptions(
+        backend=args.backend, Ts=tuple(args.Ts), timing=args.timing, batch=args.batch, device=args.device,
+        pre_steps=args.pre_steps, netx_semantics=args.netx_semantics, timeout=args.timeout,
+        progress=not args.no_progress, raster_neurons=raster_neurons,
+        lava_file=str(model) if kind == "lava" and as_is else None,
+        snn_onnx_file=str(model) if kind == "snn-onnx" and as_is else None,
+        netx_file=str(model) if kind == "netx" and as_is else None)
+
+
+@contextlib.contextmanager
+def execution(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """A Dask client for --workers/--scheduler, else None (this process; Dask is not even imported)."""
+    if not (args.workers or args.scheduler):
+        yield None
+        return
+    from qcfs.distributed import connect
+
+    with connect(args.workers, args.scheduler) as client:
+        yield client
+
+
+def _workers(client) -> int:  # type: ignore[no-untyped-def]
+    if client is None:
+        return 1
+    from qcfs.distributed import worker_count
+
+    return worker_count(client)
+
+
+def evaluate(client, args: argparse.Namespace, net: IntNet, canon_bytes: bytes | None, source, spec,  # type: ignore[no-untyped-def]
+             idx: np.ndarray, opts):  # -> qcfs.evaluate.Evaluation
+    """The SNN (and the ANN, when there is one) on the samples `idx`: here, or sharded over Dask."""
+    if client is None:
+        from qcfs.evaluate import evaluate_local
+
+        return evaluate_local(net, canon_bytes, source, idx, opts, args.shard_size)
+    from qcfs.distributed import evaluate_on_dask
+
+    workers = _workers(client)
+    shard = args.shard_size or max(1, min(DEFAULT_SHARD, -(-len(idx) // (SHARDS_PER_WORKER * workers))))
+    return evaluate_on_dask(client, net, canon_bytes, spec, idx, opts, shard)
+
+
+def check_run_budget(net: IntNet, n: int, args: argparse.Namespace, workers: int = 1) -> None:
+    """Refuse (one line) a run that surely cannot finish in --max-hours or fit in memory; say so when long.
+    With W Dask workers the time is that of n/W samples (perfect scaling: the estimate stays optimistic)."""
     from qcfs.budget import check_budget, estimate
 
     backend = args.backend if args.backend != "torch" else f"torch-{args.device or 'cpu'}"
     est = estimate(net, n, args.Ts, args.batch, backend, raster_neurons=RASTER_NEURONS if args.report else 0)
-    what = f"--T {max(args.Ts)} on {n} samples with --batch {args.batch} ({args.backend})"
+    if workers > 1:
+        est = dataclasses.replace(est, seconds=est.seconds / workers)
+    what = f"--T {max(args.Ts)} on {n} samples with --batch {args.batch} ({args.backend}"
+    what += f", {workers} workers)" if workers > 1 else ")"
     check_budget(est, what, args.max_hours)
     if est.seconds > 600:
         print(f"qcfs-run: {what} will take {est.describe()}", file=sys.stderr)
@@ -480,11 +450,11 @@ class Run:
     doc: dict[str, Any]
 
 
-def run_companion(args: argparse.Namespace, first: Run, canon: onnx.ModelProto | None, images: np.ndarray,
-                  labels: np.ndarray) -> Run | None:
+def run_companion(client, args: argparse.Namespace, first: Run, canon: onnx.ModelProto | None, source,  # type: ignore[no-untyped-def]
+                  spec, idx: np.ndarray, opts) -> Run | None:
     """The other mode (float for int, int for float) of the same canonical ONNX on the same samples and T,
-    on the NumPy runtime, so the report can put ANN, float SNN and integer SNN side by side. An IntNet file
-    holds one mode only: None."""
+    on the NumPy runtime (sharded like the main run), so the report can put ANN, float SNN and integer SNN
+    side by side. An IntNet file holds one mode only: None."""
     if canon is None:
         return None
     from qcfs import pipeline
@@ -492,11 +462,12 @@ def run_companion(args: argparse.Namespace, first: Run, canon: onnx.ModelProto |
     other = pipeline.to_intnet(canon, mode="float" if first.net.mode == "int" else "int")  # already renormalized
     timing = args.timing if args.backend == "numpy" else "sync"
     print(f"report: also simulating the {other.mode}-mode network (numpy, {timing})")
-    result = simulate_numpy(other, images, args.Ts, timing, args.batch, RASTER_NEURONS, not args.no_progress,
-                            args.pre_steps)
-    doc = summarize(args, Path(first.doc["model"]), other, result, labels, first.doc["ann_accuracy"],
-                    first.doc["command"], backend="numpy")
-    return Run(other, result, doc)
+    numpy_opts = dataclasses.replace(opts, backend="numpy", timing=timing, raster_neurons=RASTER_NEURONS,
+                                     lava_file=None, snn_onnx_file=None, netx_file=None)
+    ev = evaluate(client, args, other, None, source, spec, idx, numpy_opts)
+    doc = summarize(args, Path(first.doc["model"]), other, ev.result, source.labels[idx],
+                    first.doc["ann_accuracy"], first.doc["command"], backend="numpy")
+    return Run(other, ev.result, doc)
 
 
 def report_raster(run: Run, images: np.ndarray, args: argparse.Namespace) -> dict[str, np.ndarray]:
@@ -504,6 +475,8 @@ def report_raster(run: Run, images: np.ndarray, args: argparse.Namespace) -> dic
     that one sample (torch and Lava record no raster)."""
     if run.result.raster:
         return dict(run.result.raster)
+    from qcfs.simulate import simulate_numpy
+
     one = simulate_numpy(run.net, images[:1], [max(args.Ts)], "sync", 1, RASTER_NEURONS, False, args.pre_steps)
     return dict(one.raster)
 
