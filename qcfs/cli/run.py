@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --limit: 'spread' (default, evenly spaced indices) or 'prefix' (the first N)")
     p.add_argument("--batch", type=positive_int, default=256, help="samples per batch (default 256)")
     p.add_argument("--data-dir", help="dataset location (see README: Datasets)")
+    p.add_argument("--download", action="store_true", help="fetch the dataset from its official source into "
+                   "--data-dir (default ~/.cache/qcfs/<dataset>) if missing, checksum-verified (README: Datasets)")
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--counts", help="write per-sample spike counts and logits at max(T) as .npz here")
     p.add_argument("--report", metavar="DIR", help="write report.md, report.json and PNG figures into DIR")
@@ -378,6 +380,8 @@ def format_table(rows: list[dict], ann_acc: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args)
+    from qcfs.download import requested_data_dir
+    args.data_dir = requested_data_dir(args.dataset, args.data_dir, args.download, progress=not args.no_progress)
     from qcfs.data import load_split
     from qcfs.defaults import default_model
 
