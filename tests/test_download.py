@@ -222,6 +222,9 @@ def test_default_folder_is_the_cache_and_the_loader_finds_it_later(
     x, y = load_split("fashion-mnist", "test", None)  # without --data-dir, later: found in the cache folder
     assert x.shape == (4, 1, 28, 28) and y.tolist() == [0, 1, 2, 3]
     assert download.ensure_dataset("fashion-mnist", None, progress=False) == got and len(srv[1].requests) == 4
+    _serve(srv, tmp_path, monkeypatch, "cifar10", {CIFAR_ARCHIVE: _cifar_archive()})
+    assert download.ensure_dataset("cifar10", None, progress=False) == str(tmp_path / "cache" / "cifar10")
+    assert load_split("cifar10", "test", None)[1].tolist() == _cifar_batches()["test_batch"][1]
 
 
 def test_installed_debian_package_is_used_not_fetched(
