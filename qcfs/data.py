@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qcfs.download import cache_dir as download_cache_dir
 from qcfs.errors import DatasetError
 from qcfs.safe_io import regular_input
 from qcfs.safe_pickle import loads_restricted
@@ -48,14 +49,16 @@ DATASETS: dict[str, DatasetInfo] = {
     ),
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", (1, 28, 28), 10, (0.2860,), (0.3530,), "/usr/share/datasets/fashion-mnist",
-        "install the Debian package (apt-get install dataset-fashion-mnist) or pass --data-dir with "
+        "pass --download (fetches the official files into ~/.cache/qcfs/fashion-mnist), install the Debian "
+        "package (apt-get install dataset-fashion-mnist) or pass --data-dir with "
         "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
         "t10k-labels-idx1-ubyte[.gz]",
     ),
     "cifar10": DatasetInfo(
         "cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), None,
-        "download CIFAR-10 (python version, cifar-10-python.tar.gz) from the University of Toronto and "
-        "pass --data-dir pointing at the unpacked cifar-10-batches-py (or an ImageFolder tree "
+        "pass --download (fetches CIFAR-10, python version, cifar-10-python.tar.gz, from the University of "
+        "Toronto into ~/.cache/qcfs/cifar10), or download it yourself and pass --data-dir pointing at the "
+        "unpacked cifar-10-batches-py (or an ImageFolder tree "
         "train/<class>/*, test/<class>/*); or set QCFS_CIFAR10_DIR",
     ),
     # read lazily, image by image (qcfs.imagenet, through qcfs.samples.open_split); classes: the train/ folders
@@ -98,12 +101,26 @@ def load_split(name: str, split: str, data_dir: str | os.PathLike | None = None)
 
 
 def fashion_root(data_dir: str | os.PathLike | None, info: DatasetInfo) -> Path:
-    return Path(data_dir or os.environ.get("QCFS_FASHION_MNIST_DIR") or info.default_dir)
+    """--data-dir, else $QCFS_FASHION_MNIST_DIR, else the Debian folder, else what an earlier --download put
+    into the cache folder (read only: nothing is ever fetched here)."""
+    root = data_dir or os.environ.get("QCFS_FASHION_MNIST_DIR")
+    if root:
+        return Path(root)
+    system, cached = Path(str(info.default_dir)), download_cache_dir(info.name)
+
+    def has_data(d: Path) -> bool:
+        return any((d / f).is_file() for f in ("t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz"))
+
+    return cached if not has_data(system) and has_data(cached) else system
 
 
 def cifar_root(data_dir: str | os.PathLike | None, info: DatasetInfo) -> Path:
+    """--data-dir, else $QCFS_CIFAR10_DIR, else what an earlier --download unpacked into the cache folder."""
     root_s = data_dir or os.environ.get("QCFS_CIFAR10_DIR")
     if not root_s:
+        cached = download_cache_dir(info.name)
+        if (cached / "cifar-10-batches-py").is_dir():
+            return cached
         raise DatasetError(f"cifar10: no data directory given; {info.how_to_get}")
     return Path(root_s)
 

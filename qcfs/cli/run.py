@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --limit: 'spread' (default, evenly spaced indices) or 'prefix' (the first N)")
     p.add_argument("--batch", type=positive_int, default=256, help="samples per batch (default 256)")
     p.add_argument("--data-dir", help="dataset location (see README: Datasets)")
+    p.add_argument("--download", action="store_true", help="fetch the dataset from its official source into "
+                   "--data-dir (default ~/.cache/qcfs/<dataset>) if missing, checksum-verified (README: Datasets)")
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--counts", help="write per-sample spike counts and logits at max(T) as .npz here")
     p.add_argument("--report", metavar="DIR", help="write report.md, report.json and PNG figures into DIR")
@@ -296,10 +298,14 @@ def format_table(rows: list[dict], ann_acc: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args)
+    check_outputs(args, args.model)  # before a download, so a bad output path costs no transfer
+    from qcfs.download import requested_data_dir
+
+    args.data_dir = requested_data_dir(args.dataset, args.data_dir, args.download, progress=not args.no_progress)
     from qcfs.defaults import default_model
     from qcfs.samples import SplitSpec, data_dir_str, open_split
 
-    check_outputs(args, args.model)
+    check_outputs(args, args.model)  # again: the data folder may only now be known (--download's default)
     lava_doc = load_lava_json(args.lava_json, args.dataset) if args.lava_json else None
     model = Path(args.model) if args.model else default_model(args.dataset)
     net, canon = load_network(model, args.mode, args.normalize)

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--data-dir", help="dataset location (see README: Datasets)")
+    p.add_argument("--download", action="store_true", help="fetch the dataset from its official source into "
+                   "--data-dir (default ~/.cache/qcfs/<dataset>) if missing, checksum-verified (README: Datasets)")
     p.add_argument("--lam-init", type=_lam_init, default="data",
                    help="initial clip level λ: 'data' (default: the 99.9th percentile of each layer's inputs on "
                         "1,024 training samples; measured best at T = 1-2) or a number (8 is the paper's)")
@@ -48,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    check_before_training(args)
+    check_before_training(args)  # before a download, so a bad -o costs no transfer
+    from qcfs.download import requested_data_dir
+
+    args.data_dir = requested_data_dir(args.dataset, args.data_dir, args.download, progress=not args.no_progress)
+    if args.download:
+        check_before_training(args)  # again, against the data folder the download chose
     from qcfs.frontend.train import TrainConfig, train_model
 
     cfg = TrainConfig(model=args.model, dataset=args.dataset, output=args.output, L=args.L, epochs=args.epochs,
