@@ -32,7 +32,9 @@ class Dist:
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1 or dist.is_initialized()
+        """More than one process: DDP, synchronized BatchNorm, all-reduces. `--ddp` with K = 1 is the plain
+        single-process loop (bit for bit), only inside a process group."""
+        return self.world > 1
 
     @property
     def main(self) -> bool:
@@ -85,7 +87,7 @@ def init(device: str) -> tuple[Dist, torch.device]:
 
 
 def shutdown(ctx: Dist) -> None:
-    if ctx.enabled and dist.is_initialized():
+    if ctx is not SINGLE and dist.is_initialized():
         dist.destroy_process_group()
 
 

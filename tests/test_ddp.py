@@ -4,13 +4,14 @@ Tolerances, and why two of them. The data-parallel run does the same arithmetic 
 rounding (gradients summed over two ranks, BatchNorm statistics from all-reduced sums), i.e. differences of a
 few ulp per step. The QCFS floor turns such a difference into a jump of λ/L wherever an activation sits on a
 quantization edge, and over 24 SGD steps those jumps grow into ~1 % differences (measured: epoch-2 loss
-0.16531 vs 0.16628), for one process against itself with another summation order as much as for K = 2.
+0.16531 vs 0.16628; the K = 2 arithmetic, synchronized BatchNorm and scaled loss, run on one process drifted
+as far, 0.16851: it is the rounding, not the data split).
 So the exactness checks run with the floor replaced by the identity (QCFS = clip(x, 0, λ), λ still trained):
 per-epoch loss within rtol 1e-4 (measured: equal to the 5 logged decimals) and every state-dict tensor (λ,
 BatchNorm running statistics included) within 1e-4 of its largest |value| (measured: 1.6e-6 for K = 2
 throughout, 1.9e-5 for epoch 1 in one process and epoch 2 with K = 2: the clip's kinks still switch a
-gradient on or off where a value crosses 0 or λ by an ulp). The real QCFS network is checked against a 2 %
-tolerance.
+gradient on or off where a value crosses 0 or λ by an ulp). The real QCFS network is checked against a 5 %
+tolerance on the loss (measured 0.6 %): the same training, not the same bits.
 """
 
 from __future__ import annotations
@@ -150,10 +151,10 @@ def test_real_qcfs_two_processes_close_to_one(tmp_path: Path, monkeypatch: pytes
     torchrun(tmp_path, 2, [*COMMON, "--epochs", "2", "-o", str(two)], no_floor=False)
     a, b = read_checkpoint(ref)["log"], read_checkpoint(two)["log"]
     for ra, rb in zip(a, b):
-        assert rb["loss"] == pytest.approx(ra["loss"], rel=2e-2)
-        assert abs(rb["test_acc"] - ra["test_acc"]) <= 3.0
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=5e-2)  # measured 0.6 % (epoch 2)
+        assert abs(rb["test_acc"] - ra["test_acc"]) <= 3.0  # measured 0.8 points
         for name, lam in ra["lambda"].items():
-            assert rb["lambda"][name] == pytest.approx(lam, rel=1e-2)
+            assert rb["lambda"][name] == pytest.approx(lam, rel=2e-2)  # measured < 0.01 %
 
 
 @pytest.mark.parametrize("env,argv,needle", [
