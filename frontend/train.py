@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -28,8 +28,8 @@ from torch import nn
 from tqdm import tqdm
 
 from qcfs.data import DatasetInfo, dataset_info, load_split
-from qcfs.frontend.augment import random_crop_flip
 from qcfs.frontend import distributed
+from qcfs.frontend.augment import random_crop_flip
 from qcfs.frontend.checkpoint import read_checkpoint, save_checkpoint
 from qcfs.frontend.models import ModelConfig, build_model
 from qcfs.frontend.qcfs_act import QCFS
@@ -100,7 +100,6 @@ def _autocast(device: torch.device):  # type: ignore[no-untyped-def]
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-
 def _tensors(cfg: TrainConfig, split: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     info = dataset_info(cfg.dataset)
     x, y = load_split(cfg.dataset, split, cfg.data_dir)
@@ -130,7 +129,7 @@ class InMemoryData:
         sample = torch.randperm(self.n_train, device=self.device, generator=gen0)[:LAM_SAMPLES]
         return self.x_train[sample]
 
-    def batches(self, epoch: int, ctx: distributed.Dist) -> Any:  # Iterator[Batch]
+    def batches(self, epoch: int, ctx: distributed.Dist) -> Iterator[Batch]:
         cfg, dev = self.cfg, self.device
         gen = torch.Generator(device=dev).manual_seed(cfg.seed * 100_003 + epoch)
         perm = torch.randperm(self.n_train, device=dev, generator=gen)
@@ -168,7 +167,8 @@ class ImageNetData:
         self.n_train = len(self.train)
         self.classes = len(classes(cfg.data_dir))  # the class folders of train/ (qcfs.imagenet's rule)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.workers = cfg.workers if cfg.workers is not None else max(1, min(8, cpus // max(ctx.world, 1)))
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world))  # torchrun: processes on this node
+        self.workers = cfg.workers if cfg.workers is not None else max(1, min(8, cpus // max(per_node, 1)))
 
     def _loader(self, dataset: Any, batch: int, sampler: Any = None) -> Any:
         from torch.utils.data import DataLoader
@@ -184,7 +184,7 @@ class ImageNetData:
         sample = torch.randperm(self.n_train, generator=gen0)[:LAM_SAMPLES_IMAGENET].tolist()
         return torch.cat(list(self._loader(PlainTrain(self.train, sample), 64))).to(self.device)
 
-    def batches(self, epoch: int, ctx: distributed.Dist) -> Any:  # Iterator[Batch]
+    def batches(self, epoch: int, ctx: distributed.Dist) -> Iterator[Batch]:
         from torch.utils.data import DistributedSampler
 
         cfg, k = self.cfg, ctx.world

@@ -72,7 +72,7 @@ def test_augmentation_depends_on_seed_epoch_sample_only(tree: Path) -> None:
     assert torch.equal(a, ds[2][0])
     ds.epoch = 1
     assert not torch.equal(a, ds[2][0])
-    path = ds.files[2][0]
+    path = ds.path(2)
     x = train_image(path, 16, sample_generator(3, 0, 2))
     assert x.shape == (3, 16, 16) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
 
