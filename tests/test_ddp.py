@@ -110,7 +110,7 @@ def assert_same(ref: Path, got: Path, loss_rtol: float, state_tol: float) -> flo
 def test_two_processes_equal_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
     """2 epochs, K = 2 vs 1 (1,437 samples: the last batch of 29 splits 15 + 14, and the epoch does not
     divide by 2, so DistributedSampler-style padding must not leak in); then resume across world sizes:
-    epoch 1 with K = 2, epoch 2 with K = 1, equals 2 epochs in one process."""
+    epoch 1 with K = 2 then epoch 2 with K = 1, and the reverse, each equal 2 epochs in one process."""
     ref, two, half = tmp_path / "one.pt", tmp_path / "two.pt", tmp_path / "half.pt"
     single([*COMMON, "--epochs", "2", "-o", str(ref)], monkeypatch, no_floor=True)
     proc = torchrun(tmp_path, 2, [*COMMON, "--epochs", "2", "-o", str(two)], no_floor=True)
