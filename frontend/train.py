@@ -1,6 +1,15 @@
 """QCFS training with the paper's recipe: SGD (momentum 0.9), cosine learning rate, weight decay on every
-parameter including λ, random crop 4 + horizontal flip for CIFAR. Whole datasets stay in (GPU) memory and
-are augmented in batches, so the same loop is quick on 2 CPU cores and on a GPU (channels_last, bf16)."""
+parameter including λ, random crop 4 + horizontal flip for CIFAR. Small datasets stay whole in (GPU) memory
+and are augmented in batches, so the same loop is quick on 2 CPU cores and on a GPU (channels_last, bf16);
+ImageNet streams from its folders through DataLoader workers (imagenet_train.py).
+
+Data-parallel (`--ddp` under torchrun, distributed.py): K processes compute the K strided shares of the same
+global batch a single process would, so the run equals one process's within float rounding. In memory, every
+rank draws the same permutation and augments the same global batch with the same generator, then keeps rows
+r, r+K, ... of it (identical inputs, identical operations: identical batch on every rank). For ImageNet, torch's
+DistributedSampler deals the seeded permutation out in the same strided way (rank r's k-th batch of batch/K
+is exactly its share of global batch k), its padding repeats are dropped, and every image's augmentation is
+seeded by (seed, epoch, index) alone."""
 
 from __future__ import annotations
 
@@ -10,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -18,13 +27,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from qcfs.data import dataset_info, load_split
+from qcfs.data import DatasetInfo, dataset_info, load_split
+from qcfs.frontend import distributed
 from qcfs.frontend.augment import random_crop_flip
 from qcfs.frontend.checkpoint import read_checkpoint, save_checkpoint
 from qcfs.frontend.models import ModelConfig, build_model
 from qcfs.frontend.qcfs_act import QCFS
 
-DEFAULT_EPOCHS = {"digits": 30, "fashion-mnist": 30, "cifar10": 300}
+DEFAULT_EPOCHS = {"digits": 30, "fashion-mnist": 30, "cifar10": 300, "imagenet": 120}
+LAM_SAMPLES = 1024  # --lam-init data: training samples the percentiles are taken on
+# ImageNet: 64 images at 224x224 already give 51 M values per early layer (1,024 would need ~ 13 GB per layer
+# activation); the percentile is over pixels, so 64 images are plenty
+LAM_SAMPLES_IMAGENET = 64
 AUGMENT_PAD = {"cifar10": 4}  # the paper augments CIFAR only
 
 
@@ -51,6 +65,9 @@ class TrainConfig:
     time_budget: float | None = None  # seconds; shortens the cosine schedule after epoch 1 to fit
     compile: bool = False
     progress: bool = True
+    ddp: bool = False  # torch.distributed data parallel (under torchrun); batch stays the global batch
+    workers: int | None = None  # ImageNet DataLoader workers per process (None: min(8, CPUs per process))
+    image_size: int | None = None  # ImageNet only: crop size (None: 224, the paper's)
 
     def total_epochs(self) -> int:
         return self.epochs if self.epochs is not None else DEFAULT_EPOCHS[self.dataset]
@@ -67,12 +84,16 @@ def lambdas(model: nn.Module) -> dict[str, float]:
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
     """Top-1 accuracy (%) of `model` on normalized, device-resident tensors."""
+    return 100.0 * _correct(model, x, y, batch) / max(len(y), 1)
+
+
+def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> int:
     model.eval()
     correct = 0
     with torch.no_grad(), _autocast(x.device):
         for i in range(0, len(y), batch):
             correct += int((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
-    return 100.0 * correct / max(len(y), 1)
+    return correct
 
 
 def _autocast(device: torch.device):  # type: ignore[no-untyped-def]
@@ -90,42 +111,178 @@ def _tensors(cfg: TrainConfig, split: str, device: torch.device) -> tuple[torch.
     return xt, torch.from_numpy(y).to(device)
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, int]  # this rank's inputs and labels, size of the global batch
+
+
+class InMemoryData:
+    """digits, Fashion-MNIST, CIFAR-10: both splits as device tensors, batch augmentation on the device."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+        self.x_train, self.y_train = _tensors(cfg, "train", device)
+        self.x_test, self.y_test = _tensors(cfg, "test", device)
+        self.n_train = len(self.y_train)
+        self.pad = AUGMENT_PAD.get(cfg.dataset, 0)
+
+    def calibration(self) -> torch.Tensor:
+        gen0 = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
+        sample = torch.randperm(self.n_train, device=self.device, generator=gen0)[:LAM_SAMPLES]
+        return self.x_train[sample]
+
+    def batches(self, epoch: int, ctx: distributed.Dist) -> Iterator[Batch]:
+        cfg, dev = self.cfg, self.device
+        gen = torch.Generator(device=dev).manual_seed(cfg.seed * 100_003 + epoch)
+        perm = torch.randperm(self.n_train, device=dev, generator=gen)
+        for b in range(math.ceil(self.n_train / cfg.batch)):
+            idx = perm[b * cfg.batch : (b + 1) * cfg.batch]
+            mine = distributed.share(len(idx), ctx)
+            if self.pad:  # the whole global batch, on every rank: the same random numbers as one process
+                xb = random_crop_flip(self.x_train[idx], self.pad, gen)[mine]
+            else:
+                xb = self.x_train[idx[mine]]
+            if dev.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yield xb, self.y_train[idx[mine]], len(idx)
+
+    def test_counts(self, model: nn.Module, ctx: distributed.Dist) -> tuple[int, int]:
+        """(correct, total) on this rank's share of the test split (rows r, r+K, ...)."""
+        mine = distributed.share(len(self.y_test), ctx)
+        return _correct(model, self.x_test[mine], self.y_test[mine]), len(self.y_test[mine])
+
+
+class ImageNetData:
+    """ImageNet from its folders: DataLoader workers decode and augment (imagenet_train.py), a
+    DistributedSampler deals out the seeded permutation; val/ is sharded r, r+K, ... for evaluation."""
+
+    def __init__(self, cfg: TrainConfig, info: DatasetInfo, device: torch.device, ctx: distributed.Dist) -> None:
+        import os
+
+        from qcfs.frontend.imagenet_train import EvalFolder, TrainFolder
+        from qcfs.imagenet import classes
+
+        self.cfg, self.device, self.ctx = cfg, device, ctx
+        self.size = cfg.image_size or info.shape[1]
+        self.train = TrainFolder(cfg.data_dir, self.size, info.mean, info.std, cfg.seed)
+        self.val = EvalFolder(cfg.data_dir, self.size, info.mean, info.std)
+        self.n_train = len(self.train)
+        self.classes = len(classes(cfg.data_dir))  # the class folders of train/ (qcfs.imagenet's rule)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world))  # torchrun: processes on this node
+        self.workers = cfg.workers if cfg.workers is not None else max(1, min(8, cpus // max(per_node, 1)))
+
+    def _loader(self, dataset: Any, batch: int, sampler: Any = None) -> Any:
+        from torch.utils.data import DataLoader
+
+        return DataLoader(dataset, batch_size=batch, sampler=sampler, shuffle=False, drop_last=False,
+                          num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False)  # workers restart per epoch and copy the dataset's epoch
+
+    def calibration(self) -> torch.Tensor:
+        from qcfs.frontend.imagenet_train import PlainTrain
+
+        gen0 = torch.Generator().manual_seed(self.cfg.seed)
+        sample = torch.randperm(self.n_train, generator=gen0)[:LAM_SAMPLES_IMAGENET].tolist()
+        return torch.cat(list(self._loader(PlainTrain(self.train, sample), 64))).to(self.device)
+
+    def batches(self, epoch: int, ctx: distributed.Dist) -> Iterator[Batch]:
+        from torch.utils.data import DistributedSampler
+
+        cfg, k = self.cfg, ctx.world
+        local = cfg.batch // k
+        # the same permutation as one process (seed + epoch into torch.randperm), dealt out strided; the
+        # padding it adds to make the epoch divisible by K (positions >= N) is dropped below
+        sampler = DistributedSampler(self.train, num_replicas=k, rank=ctx.rank, shuffle=True,
+                                     seed=cfg.seed * 100_003, drop_last=False)
+        sampler.set_epoch(epoch)
+        self.train.epoch = epoch
+        for b, (xb, yb) in enumerate(self._loader(self.train, local, sampler)):
+            n_global = min(cfg.batch, self.n_train - b * cfg.batch)
+            positions = ctx.rank + k * (b * local + torch.arange(len(yb)))
+            keep = positions < self.n_train
+            if not bool(keep.all()):
+                xb, yb = xb[keep], yb[keep]
+            xb = xb.to(self.device, non_blocking=True)
+            if self.device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yield xb, yb.to(self.device, non_blocking=True), n_global
+
+    def test_counts(self, model: nn.Module, ctx: distributed.Dist) -> tuple[int, int]:
+        from torch.utils.data import Subset
+
+        shard = Subset(self.val, range(ctx.rank, len(self.val), ctx.world))
+        model.eval()
+        correct = 0
+        with torch.no_grad(), _autocast(self.device):
+            for xb, yb in self._loader(shard, max(self.cfg.batch // ctx.world, 32)):
+                out = model(xb.to(self.device, non_blocking=True))
+                correct += int((out.argmax(1).cpu() == yb).sum())
+        return correct, len(shard)
+
+
 def train_model(cfg: TrainConfig, log=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Train (or resume) and save the checkpoint after every epoch. Returns the final epoch's log record."""
-    device = torch.device(cfg.device)
+    """Train (or resume) and save the checkpoint after every epoch. Returns the final epoch's log record.
+    With cfg.ddp, joins torch.distributed first (torchrun's environment) and leaves it at the end."""
+    distributed.check_launch(cfg.ddp)
+    if cfg.ddp:
+        ctx, device = distributed.init(cfg.device)
+    else:
+        ctx, device = distributed.SINGLE, torch.device(cfg.device)
+    try:
+        return _train(cfg, ctx, device, log)
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _train(cfg: TrainConfig, ctx: distributed.Dist, device: torch.device, log) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     if device.type == "cuda" and not torch.cuda.is_available():
         from qcfs.errors import QCFSError
 
         raise QCFSError("--device cuda requested but torch sees no CUDA device")
+    distributed.check_batch(cfg.batch, ctx.world)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     info = dataset_info(cfg.dataset)
-    x_train, y_train = _tensors(cfg, "train", device)
-    x_test, y_test = _tensors(cfg, "test", device)
-    mcfg = ModelConfig(cfg.model, info.shape[0], info.classes, info.shape[1], cfg.L, cfg.lam_init, cfg.phi)
+    if cfg.dataset == "imagenet":
+        data: InMemoryData | ImageNetData = ImageNetData(cfg, info, device, ctx)
+        mcfg = ModelConfig(cfg.model, 3, data.classes, data.size, cfg.L, cfg.lam_init, cfg.phi)
+    else:
+        data = InMemoryData(cfg, device)
+        mcfg = ModelConfig(cfg.model, info.shape[0], info.classes, info.shape[1], cfg.L, cfg.lam_init, cfg.phi)
     model = build_model(mcfg).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    if cfg.lam_from_data and not (cfg.resume and Path(cfg.output).exists()):
+    out = Path(cfg.output)
+    resuming = cfg.resume and out.exists()
+    # λ from data on rank 0 only: DDP's constructor broadcasts rank 0's parameters (λ included) to every rank
+    if cfg.lam_from_data and not resuming and ctx.main:
         from qcfs.frontend.lambda_init import calibrate_lambdas
 
-        gen0 = torch.Generator(device=device).manual_seed(cfg.seed)
-        sample = torch.randperm(len(y_train), device=device, generator=gen0)[:1024]
-        calibrate_lambdas(model, x_train[sample])
+        calibrate_lambdas(model, data.calibration())
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.wd)
     total = cfg.total_epochs()
     start_epoch, history = 0, []
-    out = Path(cfg.output)
-    if cfg.resume and out.exists():
+    if resuming:  # a checkpoint holds no per-rank state, so it resumes under any world size
         ckpt = read_checkpoint(out)
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, history, total = int(ckpt["epoch"]), list(ckpt["log"]), int(ckpt["total_epochs"])
         torch.set_rng_state(ckpt["rng"])
+    if ctx.rank > 0:
+        # the global RNG only drives dropout (vgg16): other masks on other ranks, from (seed, epoch, rank)
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, start_epoch, ctx.rank]).generate_state(1)[0]))
+    if ctx.enabled:
+        model = distributed.sync_batchnorm(model, ctx, device)  # same Parameter objects: opt still holds them
+    net = model  # the unwrapped module: what is evaluated and saved (same state-dict keys as without --ddp)
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        # no buffer broadcast before each forward: synchronized BatchNorm keeps running statistics equal on every
+        # rank (DDP still copies rank 0's parameters and buffers at construction: λ from data, resumed state)
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                    forward_sync_buffers=False)
     step_fn = torch.compile(model) if cfg.compile else model
-    pad = AUGMENT_PAD.get(cfg.dataset, 0)
     normalize = {"mean": list(info.mean), "std": list(info.std)}
     record: dict[str, Any] = history[-1] if history else {}
     epoch = start_epoch
@@ -133,49 +290,57 @@ def train_model(cfg: TrainConfig, log=print) -> dict[str, Any]:  # type: ignore[
         t0 = time.perf_counter()
         for g in opt.param_groups:
             g["lr"] = cosine_lr(cfg.lr, epoch, total)
-        gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
-        perm = torch.randperm(len(y_train), device=device, generator=gen)
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        n_batches = math.ceil(len(perm) / cfg.batch)
-        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{total}", leave=False, file=sys.stderr,
-                   disable=not cfg.progress)
-        for b in bar:
-            idx = perm[b * cfg.batch : (b + 1) * cfg.batch]
-            xb, yb = x_train[idx], y_train[idx]
-            if pad:
-                xb = random_crop_flip(xb, pad, gen)
-                if device.type == "cuda":
-                    xb = xb.contiguous(memory_format=torch.channels_last)
+        n_batches = math.ceil(data.n_train / cfg.batch)
+        bar = tqdm(data.batches(epoch, ctx), total=n_batches, desc=f"epoch {epoch + 1}/{total}", leave=False,
+                   file=sys.stderr, disable=not (cfg.progress and ctx.main))
+        for xb, yb, n_global in bar:
             with _autocast(device):
                 logits = step_fn(xb)
+            if ctx.enabled:
+                # DDP averages gradients over the K ranks: this rank's summed loss x K / global batch size makes
+                # that average the global batch's mean loss, also when the shares differ (the last batch)
+                ce = F.cross_entropy(logits.float(), yb, reduction="sum")
+                loss = ce * (ctx.world / n_global)
+                loss_sum += ce.detach()
+            else:
                 loss = F.cross_entropy(logits.float(), yb)
+                loss_sum += loss.detach() * len(yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.detach() * len(yb)
             correct += (logits.argmax(1) == yb).sum()
         epoch += 1
         seconds = time.perf_counter() - t0
+        test_correct, test_n = data.test_counts(net, ctx)
+        sums = distributed.all_reduce_sum([float(loss_sum), float(correct), test_correct, test_n], ctx, device)
         record = {
             "epoch": epoch,
             "total_epochs": total,
-            "loss": round(float(loss_sum) / len(y_train), 5),
-            "train_acc": round(100.0 * float(correct) / len(y_train), 3),
-            "test_acc": round(evaluate(model, x_test, y_test), 3),
+            "loss": round(float(sums[0]) / data.n_train, 5),
+            "train_acc": round(100.0 * float(sums[1]) / data.n_train, 3),
+            "test_acc": round(100.0 * float(sums[2]) / max(float(sums[3]), 1.0), 3),
             "lr": round(opt.param_groups[0]["lr"], 6),
             "epoch_seconds": round(seconds, 3),
-            "lambda": lambdas(model),
+            "lambda": lambdas(net),
         }
+        if ctx.enabled:
+            record["world_size"] = ctx.world
         if cfg.time_budget and epoch == start_epoch + 1:
-            fit = max(epoch, int(cfg.time_budget // max(seconds, 1e-9)))
+            fit = distributed.broadcast_int(max(epoch, int(cfg.time_budget // max(seconds, 1e-9))), ctx, device)
             if fit < total:
                 total = fit
                 record["total_epochs"] = total
         history.append(record)
-        save_checkpoint(out, model, mcfg, cfg.dataset, normalize, optimizer=opt.state_dict(), epoch=epoch,
-                        total_epochs=total, log=history, rng=torch.get_rng_state(),
-                        train_config={k: v for k, v in asdict(cfg).items() if v is not None})
-        log(json.dumps(record))  # after the save: whoever reads the line finds the epoch on disk
+        if ctx.main:
+            save_checkpoint(out, net, mcfg, cfg.dataset, normalize, optimizer=opt.state_dict(), epoch=epoch,
+                            total_epochs=total, log=history, rng=torch.get_rng_state(),
+                            train_config={k: v for k, v in asdict(cfg).items() if v is not None})
+            log(json.dumps(record))  # after the save: whoever reads the line finds the epoch on disk
+    if ctx.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()  # no rank returns before rank 0 has written the last checkpoint
     return record

@@ -1,8 +1,10 @@
-"""`qcfs-train --model M --dataset D -o ckpt.pt`: train a QCFS network with the paper's recipe."""
+"""`qcfs-train --model M --dataset D -o ckpt.pt`: train a QCFS network with the paper's recipe.
+Data-parallel: `torchrun --nproc-per-node K -m qcfs.cli.train --ddp ...` (gloo on CPU, NCCL on CUDA)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from qcfs import safe_io
@@ -11,7 +13,7 @@ from qcfs.cli.values import L_VALUE, SEED, integer, number
 from qcfs.errors import QCFSError, cli_entry
 
 MODELS = ("cnn", "vgg16", "resnet18", "resnet20", "resnet34")
-DATASETS = ("digits", "fashion-mnist", "cifar10")
+DATASETS = ("digits", "fashion-mnist", "cifar10", "imagenet")
 
 
 _LAM = number(0, 1e6, lo_open=True, what="a number or 'data'")
@@ -28,9 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="checkpoint path (.pt), rewritten after every epoch")
     p.add_argument("--L", type=L_VALUE, default=4, help="QCFS quantization steps (default 4)")
     p.add_argument("--epochs", type=integer(1, 100_000, "a number of epochs"),
-                   help="default: digits 30, fashion-mnist 30, cifar10 300 (paper)")
+                   help="default: digits 30, fashion-mnist 30, cifar10 300 (paper), imagenet 120")
     p.add_argument("--lr", type=number(0, 100, lo_open=True), default=0.1)
-    p.add_argument("--batch", type=integer(1, 1 << 20, "a batch size"), default=128)
+    p.add_argument("--batch", type=integer(1, 1 << 20, "a batch size"), default=128,
+                   help="the global batch; with --ddp each of the K processes takes batch/K (K must divide it)")
     p.add_argument("--wd", type=number(0, 1), default=5e-4, help="weight decay on all parameters, λ included")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -44,6 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=number(0, 1e9, lo_open=True), help="seconds: shorten the cosine schedule after epoch 1 to fit")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ddp", action="store_true",
+                   help="data-parallel over the processes torchrun starts (torchrun --nproc-per-node K -m "
+                        "qcfs.cli.train --ddp ...): gloo on CPU, NCCL on CUDA (one GPU per process, by "
+                        "LOCAL_RANK); the same result as one process with the same --batch; rank 0 logs and "
+                        "writes the checkpoint. Refused without torchrun")
+    p.add_argument("--workers", type=integer(0, 256, "a number of DataLoader workers"),
+                   help="imagenet: image-decoding DataLoader workers per process (default min(8, CPUs/processes))")
+    p.add_argument("--image-size", type=integer(8, 4096, "an image size in pixels"),
+                   help="imagenet: training crop and evaluation size (default 224, the paper's; evaluation "
+                        "resizes the shorter side to size*256/224 and centre-crops)")
     return p
 
 
@@ -62,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
                       lr=args.lr, batch=args.batch, wd=args.wd, seed=args.seed, device=args.device,
                       data_dir=args.data_dir, lam_init=8.0 if args.lam_init == "data" else args.lam_init,
                       lam_from_data=args.lam_init == "data", resume=args.resume,
-                      time_budget=args.time_budget, compile=args.compile, progress=not args.no_progress)
+                      time_budget=args.time_budget, compile=args.compile, progress=not args.no_progress,
+                      ddp=args.ddp, workers=args.workers, image_size=args.image_size)
     final = train_model(cfg)
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return 0  # rank 0 reports
     print(f"trained {args.model} on {args.dataset}: test accuracy {final['test_acc']:.2f} % "
           f"after {final['epoch']} epochs -> {args.output}", file=sys.stderr)
     return 0
@@ -72,17 +88,33 @@ def main(argv: list[str] | None = None) -> int:
 def check_before_training(args: argparse.Namespace) -> None:
     """Everything that would fail after an epoch, refused before the data is even loaded: the checkpoint path
     (qcfs.safe_io rules: not a dataset file, a regular file or new path, writable folder) and --resume onto a
-    checkpoint of another network."""
+    checkpoint of another network; --ddp without torchrun (or torchrun without --ddp), a global batch the
+    processes cannot share evenly, ImageNet-only options on another dataset, a missing ImageNet tree."""
     from qcfs.data import dataset_inputs
+    from qcfs.frontend import distributed
 
+    distributed.check_launch(args.ddp)
+    if args.ddp:
+        distributed.check_batch(args.batch, int(os.environ["WORLD_SIZE"]))
+    if args.dataset != "imagenet":
+        for flag, value in (("--workers", args.workers), ("--image-size", args.image_size)):
+            if value is not None:
+                raise QCFSError(f"{flag} applies to --dataset imagenet only (the other datasets are held in memory)")
     safe_io.check_output(args.output, "-o", inputs=dataset_inputs(args.dataset, args.data_dir))
+    dims = None  # (channels, classes, image size) of the network to train
+    if args.dataset == "imagenet":
+        from qcfs.imagenet import classes, split_dir
+
+        split_dir("train", args.data_dir), split_dir("test", args.data_dir)  # one line naming what is missing
+        dims = (3, len(classes(args.data_dir)), args.image_size or 224)
     if args.resume and safe_io.Path(args.output).exists():
         from qcfs.data import dataset_info
         from qcfs.frontend.ckpt_config import check_resume
         from qcfs.frontend.models import ModelConfig
 
         info = dataset_info(args.dataset)
-        want = ModelConfig(args.model, info.shape[0], info.classes, info.shape[1], args.L)
+        channels, n_classes, size = dims or (info.shape[0], info.classes, info.shape[1])
+        want = ModelConfig(args.model, channels, n_classes, size, args.L)
         check_resume(safe_io.regular_input(args.output, "checkpoint"), want, args.dataset)
     if args.device == "cuda":
         import torch
