@@ -162,7 +162,7 @@ def test_real_qcfs_two_processes_close_to_one(tmp_path: Path, monkeypatch: pytes
     ({"RANK": "0", "WORLD_SIZE": "2"}, [], "without --ddp: each would train alone"),
     ({"RANK": "0", "WORLD_SIZE": "3"}, ["--ddp", "--batch", "128"],
      "--batch 128 is the global batch and must be divisible by the 3 processes"),
-    ({}, ["--workers", "2"], "--workers applies to --dataset imagenet only"),
+    ({}, ["--loader-workers", "2"], "--loader-workers applies to --dataset imagenet only"),
 ])
 def test_cli_refusals_one_line(env: dict[str, str], argv: list[str], needle: str, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,7 @@ from qcfs.cli.train import main as train_main
 from qcfs.frontend.checkpoint import read_checkpoint
 from qcfs.frontend.imagenet_train import RATIO, SCALE, TrainFolder, crop_params, sample_generator, train_image
 
-SMALL = ["--model", "cnn", "--dataset", "imagenet", "--image-size", "16", "--batch", "4", "--workers", "1",
+SMALL = ["--model", "cnn", "--dataset", "imagenet", "--image-size", "16", "--batch", "4", "--loader-workers", "1",
          "--no-progress"]
 
 

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "qcfs.cli.train --ddp ...): gloo on CPU, NCCL on CUDA (one GPU per process, by "
                         "LOCAL_RANK); the same result as one process with the same --batch; rank 0 logs and "
                         "writes the checkpoint. Refused without torchrun")
-    p.add_argument("--workers", type=integer(0, 256, "a number of DataLoader workers"),
+    p.add_argument("--loader-workers", dest="workers", type=integer(0, 256, "a number of DataLoader workers"),
                    help="imagenet: image-decoding DataLoader workers per process (default min(8, CPUs/processes))")
     p.add_argument("--image-size", type=integer(8, 4096, "an image size in pixels"),
                    help="imagenet: training crop and evaluation size (default 224, the paper's; evaluation "
@@ -97,7 +97,7 @@ def check_before_training(args: argparse.Namespace) -> None:
     if args.ddp:
         distributed.check_batch(args.batch, int(os.environ["WORLD_SIZE"]))
     if args.dataset != "imagenet":
-        for flag, value in (("--workers", args.workers), ("--image-size", args.image_size)):
+        for flag, value in (("--loader-workers", args.workers), ("--image-size", args.image_size)):
             if value is not None:
                 raise QCFSError(f"{flag} applies to --dataset imagenet only (the other datasets are held in memory)")
     safe_io.check_output(args.output, "-o", inputs=dataset_inputs(args.dataset, args.data_dir))
