@@ -92,6 +92,20 @@ def _randomise_bn(model: nn.Module, seed: int) -> None:
             m.lam.data.fill_(2.0)
 
 
+_NARROW: dict[str, object] = {}
+
+
+def narrow_intnet(arch: str, tmp: Path):  # type: ignore[no-untyped-def]
+    """The IntNet of a 1/16-width 224 copy, converted once per session."""
+    if arch not in _NARROW:
+        torch.manual_seed(0)
+        cfg = imagenet_cfg(arch)
+        model = build_model(cfg, width_div=16).eval()
+        _randomise_bn(model, 1)
+        _NARROW[arch] = _export_and_convert(model, cfg, tmp)[0]
+    return _NARROW[arch]
+
+
 @pytest.mark.parametrize("arch", ["vgg16", "resnet34"])
 def test_pipeline_on_narrow_224_net(arch: str, tmp_path: Path) -> None:
     """Checkpoint → ONNX → IntNet → NumPy runtime at 224×224 on a 1/16-width copy: the pool composition into
@@ -99,11 +113,7 @@ def test_pipeline_on_narrow_224_net(arch: str, tmp_path: Path) -> None:
     timing orders agree exactly."""
     from qcfs.runtime.numpy_snn import simulate
 
-    torch.manual_seed(0)
-    cfg = imagenet_cfg(arch)
-    model = build_model(cfg, width_div=16).eval()
-    _randomise_bn(model, 1)
-    net, canon = _export_and_convert(model, cfg, tmp_path)
+    net = narrow_intnet(arch, tmp_path)
     assert tuple(net.input.shape) == (3, 224, 224) and net.num_classes == 1000
     assert tuple(net.if_layers[0].shape) == (4, 224, 224)
     images = np.random.default_rng(0).random((1, 3, 224, 224)).astype(np.float32)
@@ -114,6 +124,22 @@ def test_pipeline_on_narrow_224_net(arch: str, tmp_path: Path) -> None:
         for name in layer.spikes[t]:
             np.testing.assert_array_equal(layer.spikes[t][name], step.spikes[t][name])
     assert sum(int(c.sum()) for c in layer.spikes[3].values()) > 0  # something fired
+
+
+def test_budget_at_224(tmp_path: Path) -> None:
+    """A 50,000-image evaluation at --batch 256 in chunks of 256 decoded images fits (the runtime caps the
+    layer-major chunk, so the batch costs no more); T = 10^6 cannot (every live spike train holds T maps)."""
+    from qcfs.budget import check_budget, estimate, weight_bytes
+    from qcfs.errors import QCFSError
+
+    net = narrow_intnet("vgg16", tmp_path)
+    ok = estimate(net, 50_000, [1, 2, 4, 8], 256, "numpy", resident=256)
+    check_budget(ok, "imagenet run", max_hours=1e9)
+    assert ok.bytes > weight_bytes(net)
+    assert estimate(net, 50_000, [8], 256, "numpy").bytes > 50_000 * 3 * 224 * 224 * 16  # all decoded
+    with pytest.raises(QCFSError, match="memory") as err:
+        check_budget(estimate(net, 10, [10**6], 256, "numpy"), "--T 1e6", max_hours=1e12)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.slow
