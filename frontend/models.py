@@ -1,5 +1,27 @@
-"""Model zoo: the CIFAR variants of the QCFS paper's code, every ReLU a QCFS, every MaxPool an AvgPool
-(conversion needs linear pooling), plus a small `cnn` for 8×8 and 28×28 grayscale inputs."""
+"""Model zoo: the networks of the QCFS paper's code (putshua/SNN_conversion_QCFS, Models/VGG.py and
+Models/ResNet.py; its successor putshua/ANN_SNN_QCFS defines them the same way), every ReLU a QCFS, every
+MaxPool an AvgPool (conversion needs linear pooling; the authors' ImageNet training does the same swap with
+replace_maxpool2d_by_avgpool2d), plus a small `cnn` for 8×8 and 28×28 grayscale inputs.
+
+ImageNet (image_size 224, 1000 classes) follows the authors' ImageNet definitions, which are the CIFAR ones
+at a larger input:
+  * vgg16: five stages of 3×3 convs (64-64, 128-128, 256×3, 512×3, 512×3), each followed by a 2×2 AvgPool,
+    so 224 ends at 512·7·7 = 25088 features; classifier 25088 → 4096 → 4096 → classes with QCFS and
+    Dropout after both hidden layers (the authors' `num_classes == 1000` branch; at 32 it is 512 → 4096).
+  * resnet34: the authors' ResNet class for ImageNet too: stem conv3×3 stride 1 (64) + BN + QCFS, no 7×7
+    stride-2 conv and no stem max-pool ("we use a different inputsize than the original paper", their
+    comment), stages of 3-4-6-3 basic blocks at 64-128-256-512 with strides 1-2-2-2, global average pool,
+    fc. At 224 the last stage is 28×28 (not He et al.'s 7×7), so it costs ~16× the MACs of torchvision's
+    ResNet-34 (56.8 G vs 3.6 G MAC per image); that is what the paper's numbers were obtained with.
+Where ours differs from theirs (no effect on what the networks compute):
+  * VGG convs have no bias (the authors' have one, which the BN after it absorbs; the shipped CIFAR
+    checkpoints have none, so 32×32 stays as it was; frontend/authors.py folds the authors' bias into BN).
+  * The authors put a Dropout (p = 0 in their vgg16()) after every conv; identity at inference, left out.
+  * BN is the ReLU's input, QCFS (with its λ) replaces ReLU, as everywhere in the zoo.
+Any image_size works for the ResNets (global pooling); VGG-16 needs a multiple of 32 (five 2×2 pools).
+`width_div` (constructor only, not in ModelConfig or checkpoints) divides every channel and hidden width:
+tests run the 224×224 code paths on a narrow copy that converts and simulates in seconds.
+"""
 
 from __future__ import annotations
 
@@ -61,10 +83,14 @@ VGG16_CFG = (64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P",
 
 
 class VGG16(nn.Module):
-    """VGG-16 for 32×32 inputs: 13 conv3×3+BN+QCFS, AvgPool 2×2, classifier 512→4096→4096→classes."""
+    """VGG-16: 13 conv3×3+BN+QCFS, AvgPool 2×2, classifier 512·(S/32)²→4096→4096→classes (S = image size:
+    512 features at 32, 25088 at 224)."""
 
-    def __init__(self, cfg: ModelConfig, dropout: float = 0.5) -> None:
+    def __init__(self, cfg: ModelConfig, dropout: float = 0.5, width_div: int = 1) -> None:
         super().__init__()
+        if cfg.image_size < 32 or cfg.image_size % 32:
+            raise ValueError(f"vgg16 needs an image size that is a multiple of 32 (five 2×2 pools), "
+                             f"got {cfg.image_size}")
         layers: list[nn.Module] = []
         cin = cfg.in_channels
         size = cfg.image_size
@@ -73,18 +99,19 @@ class VGG16(nn.Module):
                 layers.append(nn.AvgPool2d(2))
                 size //= 2
             else:
-                layers += _conv_bn_act(cin, int(item), cfg)
-                cin = int(item)
+                layers += _conv_bn_act(cin, int(item) // width_div, cfg)
+                cin = int(item) // width_div
+        hidden = 4096 // width_div
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(512 * size * size, 4096),
+            nn.Linear(cin * size * size, hidden),
             QCFS(cfg.L, cfg.lam_init, cfg.phi),
             nn.Dropout(dropout),
-            nn.Linear(4096, 4096),
+            nn.Linear(hidden, hidden),
             QCFS(cfg.L, cfg.lam_init, cfg.phi),
             nn.Dropout(dropout),
-            nn.Linear(4096, cfg.num_classes),
+            nn.Linear(hidden, cfg.num_classes),
         )
 
     def forward(self, x):  # type: ignore[no-untyped-def]
@@ -113,10 +140,12 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR ResNet with basic blocks; global average pooling before the classifier."""
+    """The authors' ResNet with basic blocks (CIFAR and ImageNet alike): 3×3 stride-1 stem, no max-pool,
+    global average pooling before the classifier."""
 
-    def __init__(self, cfg: ModelConfig, widths: tuple[int, ...], blocks: tuple[int, ...]) -> None:
+    def __init__(self, cfg: ModelConfig, widths: tuple[int, ...], blocks: tuple[int, ...], width_div: int = 1) -> None:
         super().__init__()
+        widths = tuple(w // width_div for w in widths)
         self.stem = nn.Sequential(*_conv_bn_act(cfg.in_channels, widths[0], cfg))
         stages: list[nn.Module] = []
         cin = widths[0]
@@ -132,19 +161,30 @@ class ResNet(nn.Module):
         return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
 
 
+RESNETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {  # stage widths, blocks per stage
+    "resnet18": ((64, 128, 256, 512), (2, 2, 2, 2)),
+    "resnet34": ((64, 128, 256, 512), (3, 4, 6, 3)),
+    "resnet20": ((16, 32, 64), (3, 3, 3)),
+}
+
 ZOO: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "cnn": CNN,
     "vgg16": VGG16,
-    "resnet18": lambda c: ResNet(c, (64, 128, 256, 512), (2, 2, 2, 2)),
-    "resnet34": lambda c: ResNet(c, (64, 128, 256, 512), (3, 4, 6, 3)),
-    "resnet20": lambda c: ResNet(c, (16, 32, 64), (3, 3, 3)),
+    **{name: (lambda c, spec=spec: ResNet(c, *spec)) for name, spec in RESNETS.items()},
 }
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
+def build_model(cfg: ModelConfig, width_div: int = 1) -> nn.Module:
+    """The zoo model of `cfg`; width_div > 1 (vgg16 and the ResNets only) builds a narrow test copy."""
     if cfg.arch not in ZOO:
         raise ValueError(f"unknown model {cfg.arch!r}; choose one of {', '.join(ZOO)}")
-    return ZOO[cfg.arch](cfg)
+    if width_div == 1:
+        return ZOO[cfg.arch](cfg)
+    if cfg.arch == "vgg16":
+        return VGG16(cfg, width_div=width_div)
+    if cfg.arch in RESNETS:
+        return ResNet(cfg, *RESNETS[cfg.arch], width_div=width_div)
+    raise ValueError(f"{cfg.arch} has no narrow variant")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -6,12 +6,19 @@ The estimates are deliberately optimistic (lower bounds on a fast machine), so a
 much", never "maybe": every time step computes every synapse stage densely (cost = ANN MACs per sample per
 step) at no more than `MAC_RATE` MAC/s, plus a fixed overhead per layer and step; memory counts the
 membranes, spikes and scratch buffers of one batch and the per-sample results kept for every T.
+
+NumPy memory (checked against a 224×224 VGG-16 in benchmarks/bench_imagenet_vgg.py): the IntNet's weights
+plus compile_net's GEMM copies (float32 at least: 4 bytes per weight) plus one layer-major chunk, whose
+batch the runtime caps at layer_major_batch; so a --batch larger than that costs nothing more and must
+not be refused (it was, at 224: 256 × 13.6 M neurons × 33 B = 115 GB for a run that needs ~6 GB).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
+import numpy as np
 
 from qcfs.errors import QCFSError
 from qcfs.intnet import IntNet
@@ -54,8 +61,18 @@ def physical_memory() -> int | None:
         return None
 
 
+def weight_bytes(net: IntNet) -> int:
+    return sum(int(np.asarray(s.weight).nbytes) for layer in net.layers for s in layer.synapses)
+
+
+def weight_count(net: IntNet) -> int:
+    return sum(int(np.asarray(s.weight).size) for layer in net.layers for s in layer.synapses)
+
+
 def estimate(net: IntNet, n_samples: int, Ts: list[int], batch: int, backend: str, *,
-             raster_neurons: int = 0) -> Estimate:
+             raster_neurons: int = 0, resident: int | None = None) -> Estimate:
+    """`resident`: how many samples' images are decoded at once (a chunked evaluation of a lazy source such
+    as ImageNet); None = all n_samples (an in-memory split)."""
     from qcfs.runtime.metrics import net_stats
 
     stats = net_stats(net)
@@ -72,18 +89,27 @@ def estimate(net: IntNet, n_samples: int, Ts: list[int], batch: int, backend: st
     seconds = steps * stats.ann_macs / MAC_RATE[key] + n_batches * t_max * layers * STEP_OVERHEAD_S[key]
     all_neurons = stats.total_neurons + net.num_classes
     in_elems = int(net.input.shape[0] * net.input.shape[1] * net.input.shape[2])
-    per_batch = b * (all_neurons * BYTES_PER_NEURON + in_elems * 16)
-    results = n_samples * (len(Ts) * (len(net.if_layers) + net.num_classes) * 8 + in_elems * 16)
+    if key == "numpy":  # layer-major: the runtime splits the batch into chunks of layer_major_batch samples
+        from qcfs.runtime.numpy_snn import LAYER_MAJOR_BYTES, layer_major_sample_bytes
+
+        neurons = [int(np.prod(layer.shape)) for layer in net.layers]
+        sample = layer_major_sample_bytes(neurons, t_max)
+        chunk = min(b, max(1, LAYER_MAJOR_BYTES // sample))
+        per_batch = chunk * sample + b * in_elems * 16 + weight_bytes(net) + 4 * weight_count(net)
+    else:
+        per_batch = b * (all_neurons * BYTES_PER_NEURON + in_elems * 16)
+    held = n_samples if resident is None else max(1, min(resident, n_samples))
+    results = n_samples * len(Ts) * (len(net.if_layers) + net.num_classes) * 8 + held * in_elems * 16
     raster = t_max * raster_neurons * len(net.if_layers)
     return Estimate(seconds, int(per_batch + results + raster))
 
 
 def check_budget(est: Estimate, what: str, max_hours: float = DEFAULT_MAX_HOURS) -> None:
     """One-line refusal when the run surely cannot finish in `max_hours` or fit in this machine's memory."""
+    if est.seconds > max_hours * 3600:
+        raise QCFSError(f"{what}: would take {est.describe()}, over the --max-hours {max_hours:g} limit; "
+                        "use a smaller --T or --limit (or raise --max-hours)")
     mem = physical_memory()
     if mem is not None and est.bytes > 0.9 * mem:
         raise QCFSError(f"{what}: would need {est.describe()}, more than this machine's {_size(mem)}; "
                         "use a smaller --T, --batch or --limit")
-    if est.seconds > max_hours * 3600:
-        raise QCFSError(f"{what}: would take {est.describe()}, over the --max-hours {max_hours:g} limit; "
-                        "use a smaller --T or --limit (or raise --max-hours)")

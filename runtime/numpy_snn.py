@@ -16,8 +16,17 @@ Timing:
     layer-major (order="layer"): a layer's steps are GEMMs over blocks of T_b·B spike maps of its sources
     (T_b as large as keeps the output near the cache), and only the elementwise IF recurrence loops over
     t. order="step" is the literal loop (every layer, then the next step), kept as the check of the
-    layer-major one. Layer-major holds T·B spike maps of every layer, so the batch is split to stay within
-    LAYER_MAJOR_BYTES.
+    layer-major one.
+
+Memory (what is alive at once; the weights' GEMM copies are made once by compile_net):
+  * layer-major: for the layer being run, the T·B spike trains (bool) of its sources that later layers
+    still read (a train is freed after its last reader: a chain holds one input and one output train, a
+    residual block one more), its membrane and scratch (B maps), its constant current (input layer only),
+    one time block of GEMM output (≤ LAYER_MAJOR_BLOCK_BYTES, or one step) and one im2col chunk
+    (≤ CHUNK_BYTES). The batch is split so that T spike maps of *every* layer plus three maps of the largest
+    fit in LAYER_MAJOR_BYTES (layer_major_batch), a bound above the live set, so a chunk never exceeds it.
+  * step-major: membranes and spikes of every layer (each step reads them all); one shared scratch.
+  * pipelined: one sample's state per layer, a ring of max_delay + 2 spike maps per layer.
   * "pipelined": the samples of a batch run back to back as one stream (as on Lava/Loihi): a layer of depth d
     works on sample n during global steps n·T+d+1 … n·T+d+T, reading what its sources emitted 1+delay steps
     earlier, and resets v ← v_init at its window start; N samples take N·T + depth(readout) steps. Slow (one
@@ -293,7 +302,9 @@ def _run_sync(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignore[
     counts = {lp.name: np.zeros(b, dtype=np.int64) for lp in ctx.plans[:-1]}
     readout = ctx.plans[-1]
     acc = np.zeros((b, *readout.shape), dtype=ctx.acc_dtype)
-    scratch = {lp.name: np.empty((b, *lp.shape), dtype=mem_dtype) for lp in ctx.plans}
+    # one scratch buffer shared by all layers (it only carries a current into the membrane's dtype)
+    flat = np.empty(b * max(int(np.prod(lp.shape)) for lp in ctx.plans), dtype=mem_dtype)
+    scratch = {lp.name: flat[: b * int(np.prod(lp.shape))].reshape(b, *lp.shape) for lp in ctx.plans}
     k = ctx.raster_neurons if want_raster else 0
     raster = {lp.name: np.zeros((ctx.Ts[-1], k), dtype=bool) for lp in ctx.plans[:-1]} if k else {}
     snap_logits, snap_counts = {}, {}
@@ -328,9 +339,13 @@ def _run_sync(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignore[
 def layer_major_batch(plans: list[LayerPlan], T: int, acc_dtype: type, budget: int = 0) -> int:
     """Samples per layer-major chunk: T spike maps (bool) of every layer may be alive at once, plus one
     layer's membrane, scratch and constant current (the GEMM output is bounded by the time block)."""
-    neurons = [int(np.prod(lp.shape)) for lp in plans]
-    per_sample = T * sum(neurons) + 3 * max(neurons) * max(8, np.dtype(acc_dtype).itemsize)
+    per_sample = layer_major_sample_bytes([int(np.prod(lp.shape)) for lp in plans], T, acc_dtype)
     return max(1, (budget or LAYER_MAJOR_BYTES) // per_sample)
+
+
+def layer_major_sample_bytes(neurons: list[int], T: int, acc_dtype: type = np.int64) -> int:
+    """Bytes per sample layer_major_batch reserves (qcfs.budget uses the same number, without compiling)."""
+    return T * sum(neurons) + 3 * max(neurons) * max(8, np.dtype(acc_dtype).itemsize)
 
 
 def _time_block(b: int, n: int, T: int) -> int:

@@ -23,6 +23,7 @@ from qcfs.intnet import Synapse
 FLOAT32_EXACT_LIMIT = 2**24
 FLOAT64_EXACT_LIMIT = 2**53
 CHUNK_BYTES = 8 << 20  # im2col chunk: big enough for efficient GEMMs, small enough to stay near cache
+BOUND_CHUNK_ELEMS = 1 << 22  # exact_bound's |w| temporaries: 32 MB, not a copy of a 3 GB FC weight
 POOL_FACTORING = True  # benchmarks switch it off to measure what it saves
 
 
@@ -34,9 +35,15 @@ def channel_last(shape: tuple[int, ...]) -> tuple[int, ...]:
 def exact_bound(weight: np.ndarray, x_max: float) -> float:
     """Largest |partial sum| any summation order can produce for one output: max_o Σ|w_o|·x_max."""
     w = np.asarray(weight)
-    if w.dtype.kind not in "iu":  # integer weights sum exactly in int64 (and much faster than float64)
-        w = w.astype(np.float64)
-    return float(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)) * float(x_max)
+    w = w.reshape(w.shape[0], -1)
+    rows = max(1, BOUND_CHUNK_ELEMS // max(1, w.shape[1]))  # |w| of a row block, not of the whole matrix
+    best = 0.0
+    for r0 in range(0, w.shape[0], rows):
+        block = w[r0 : r0 + rows]
+        if block.dtype.kind not in "iu":  # integer weights sum exactly in int64 (and much faster than float64)
+            block = block.astype(np.float64)
+        best = max(best, float(np.abs(block).sum(axis=1).max(initial=0)))
+    return best * float(x_max)
 
 
 def conv_output_hw(h: int, w: int, syn: Synapse, kh: int, kw: int) -> tuple[int, int]:
@@ -74,11 +81,18 @@ class SynapsePlan:
         if syn.kind == "dense":
             if w.ndim != 2 or w.shape[1] != int(np.prod(src_shape)):
                 raise ValueError(f"dense synapse from {syn.source!r}: weight {w.shape} vs source {src_shape}")
-            if len(src_shape) == 3:  # weight columns are in C,H,W order; our source is H,W,C
-                c, h, wd = src_shape
-                w = w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
-            # [n_in, n_out] as a transposed view of a contiguous [n_out, n_in]: BLAS takes it without a copy
-            self.wmat = np.ascontiguousarray(w, dtype=self.dtype).T
+            # [n_in, n_out] as a transposed view of a contiguous [n_out, n_in]: BLAS takes it without a copy.
+            # Filled in row blocks: a whole-matrix permute-then-cast would add a second int64 copy of the
+            # weight (3.3 GB for a 224 VGG-16's first FC) on top of the IntNet's.
+            mat = np.empty(w.shape, dtype=self.dtype)
+            rows = max(1, BOUND_CHUNK_ELEMS // max(1, w.shape[1]))
+            for r0 in range(0, w.shape[0], rows):
+                block = w[r0 : r0 + rows]
+                if len(src_shape) == 3:  # weight columns are in C,H,W order; our source is H,W,C
+                    c, h, wd = src_shape
+                    block = block.reshape(len(block), c, h, wd).transpose(0, 2, 3, 1).reshape(len(block), -1)
+                mat[r0 : r0 + rows] = block
+            self.wmat = mat.T
             self.out_shape: tuple[int, ...] = (w.shape[0],)
             return
         if len(src_shape) != 3:
@@ -171,6 +185,18 @@ class SynapsePlan:
         out = self._buf("out", (b, ho, wo, o))
         per_image = ho * wo * k * g * self.dtype.itemsize
         step = max(1, CHUNK_BYTES // max(per_image, 1))
+        if g == 1 and step == 1 and per_image > CHUNK_BYTES:
+            # one image's im2col is over the chunk (224×224×64 at 3×3: 115 MB in float32): rows of it instead
+            rows = max(1, CHUNK_BYTES // max(1, wo * k * self.dtype.itemsize))
+            cols = self._buf("rcols", (min(rows, ho), wo, self.kh, self.kw, src.shape[-1]))
+            for i in range(b):
+                for r0 in range(0, ho, rows):
+                    r1 = min(ho, r0 + rows)
+                    part = cols[: r1 - r0]
+                    part[...] = win[i, r0:r1]
+                    m = (r1 - r0) * wo
+                    np.matmul(part.reshape(m, k), self.wmat[0], out=out[i, r0:r1].reshape(m, o))
+            return out
         for b0 in range(0, b, step):
             b1 = min(b, b0 + step)
             m = (b1 - b0) * ho * wo

@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = sim_options(args, model, RASTER_NEURONS if args.report else 0)
     canon_bytes = canon.SerializeToString() if canon is not None else None
     with execution(args) as client:
-        check_run_budget(net, len(labels), args, workers=_workers(client))
+        check_run_budget(net, len(labels), args, workers=_workers(client), resident=resident_samples(args, source))
         ev = evaluate(client, args, net, canon_bytes, source, spec, idx, opts)
         doc = summarize(args, model, net, ev.result, labels, ev.ann_accuracy(len(labels)), command_line(argv),
                         backend=ev.result.backend if args.backend == "netx" else None)
@@ -391,13 +391,26 @@ def evaluate(client, args: argparse.Namespace, net: IntNet, canon_bytes: bytes |
     return evaluate_on_dask(client, net, canon_bytes, spec, idx, opts, shard)
 
 
-def check_run_budget(net: IntNet, n: int, args: argparse.Namespace, workers: int = 1) -> None:
+def resident_samples(args: argparse.Namespace, source) -> int | None:  # type: ignore[no-untyped-def]
+    """How many samples' images one process holds decoded at once: a split already in memory holds them all
+    (None); a lazily read one (ImageNet), or any Dask worker, one shard."""
+    from qcfs.evaluate import DEFAULT_SHARD
+    from qcfs.samples import ArraySource
+
+    if isinstance(source, ArraySource) and not (args.workers or args.scheduler):
+        return None
+    return args.shard_size or DEFAULT_SHARD
+
+
+def check_run_budget(net: IntNet, n: int, args: argparse.Namespace, workers: int = 1,
+                     resident: int | None = None) -> None:
     """Refuse (one line) a run that surely cannot finish in --max-hours or fit in memory; say so when long.
     With W Dask workers the time is that of n/W samples (perfect scaling: the estimate stays optimistic)."""
     from qcfs.budget import check_budget, estimate
 
     backend = args.backend if args.backend != "torch" else f"torch-{args.device or 'cpu'}"
-    est = estimate(net, n, args.Ts, args.batch, backend, raster_neurons=RASTER_NEURONS if args.report else 0)
+    est = estimate(net, n, args.Ts, args.batch, backend, raster_neurons=RASTER_NEURONS if args.report else 0,
+                   resident=resident)
     if workers > 1:
         est = dataclasses.replace(est, seconds=est.seconds / workers)
     what = f"--T {max(args.Ts)} on {n} samples with --batch {args.batch} ({args.backend}"
