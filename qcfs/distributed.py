@@ -62,7 +62,8 @@ def connect(workers: int | None, scheduler: str | None) -> Iterator[object]:
         finally:
             client.close()
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    # dashboard on any free port (":0"): two runs on one machine never fight over 8787
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=50) as cluster, Client(cluster) as client:
         yield client
 

@@ -9,6 +9,7 @@ gives the integers of one unsharded run.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -43,11 +44,18 @@ class Evaluation:
         return None if self.ann_correct is None else self.ann_correct / n
 
 
-def ann_correct(canon_bytes: bytes, images01: np.ndarray, labels: np.ndarray, mean, std, batch: int) -> int:  # type: ignore[no-untyped-def]
-    """Top-1 hits of the canonical ONNX under onnxruntime on `images01` (pixels in [0, 1])."""
+@functools.lru_cache(maxsize=2)
+def _ann_session(canon_bytes: bytes):  # type: ignore[no-untyped-def]
+    """One onnxruntime session per model and process: building it costs ~0.1 s, once per shard that was
+    the largest per-shard cost (benchmarks/bench_distributed.py)."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(canon_bytes, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(canon_bytes, providers=["CPUExecutionProvider"])
+
+
+def ann_correct(canon_bytes: bytes, images01: np.ndarray, labels: np.ndarray, mean, std, batch: int) -> int:  # type: ignore[no-untyped-def]
+    """Top-1 hits of the canonical ONNX under onnxruntime on `images01` (pixels in [0, 1])."""
+    sess = _ann_session(canon_bytes)
     name = sess.get_inputs()[0].name
     c = images01.shape[1]
     m = np.broadcast_to(np.asarray(mean, dtype=np.float64), (c,)).reshape(1, c, 1, 1)

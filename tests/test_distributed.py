@@ -93,7 +93,7 @@ def test_killed_worker_is_retried_and_results_are_identical(single: tuple[dict, 
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import this test file
     marker = tmp_path / "killed"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=50) as cluster, Client(cluster) as client:
         pids_before = set(client.run(os.getpid).values())
         client.register_plugin(KillOnce(str(marker)))
