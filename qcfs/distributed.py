@@ -14,6 +14,7 @@ Dask is imported only here, and this module only when --workers or --scheduler i
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Iterator
 
@@ -52,9 +53,12 @@ def connect(workers: int | None, scheduler: str | None) -> Iterator[object]:
         raise BackendError(f"--workers/--scheduler need Dask ({err}); pip install 'dask[distributed]' "
                            "(or qcfs[distributed])") from None
     if scheduler:
+        # a scheduler file (`dask scheduler --scheduler-file F`, dask-mpi) or an address; waits up to
+        # distributed.comm.timeouts.connect (Dask's default 30 s)
+        where = {"scheduler_file": scheduler} if os.path.isfile(scheduler) else {"address": scheduler}
         try:
-            client = Client(scheduler)  # waits distributed.comm.timeouts.connect (Dask default 30 s)
-        except (OSError, TimeoutError) as err:
+            client = Client(**where)
+        except (OSError, TimeoutError, ValueError, KeyError) as err:  # unreachable; unreadable scheduler file
             raise BackendError(f"--scheduler {scheduler}: cannot connect ({err}); is the scheduler running "
                                "and reachable from here?") from None
         try:

@@ -165,3 +165,33 @@ def test_chunked_lazy_source_equals_one_shot() -> None:
         assert np.array_equal(whole.result.logits[t], chunked.result.logits[t])
         for name, c in whole.result.spikes[t].items():
             assert np.array_equal(c, chunked.result.spikes[t][name])
+
+
+def test_cluster_started_with_the_dask_cli_and_a_scheduler_file(single: tuple[dict, dict], tmp_path: Path) -> None:
+    """The README's SLURM recipe, on one machine: `dask scheduler --scheduler-file F`, `dask worker
+    --scheduler-file F`, then `qcfs-run --scheduler F`."""
+    import time
+
+    from dask.distributed import Client
+
+    sched_file = tmp_path / "sched.json"
+    dask_cli = [sys.executable, "-m", "dask"]
+    procs = [subprocess.Popen([*dask_cli, "scheduler", "--scheduler-file", str(sched_file), "--port", "0",
+                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        procs += [subprocess.Popen([*dask_cli, "worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
+                                    "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  for _ in range(2)]
+        with Client(scheduler_file=str(sched_file)) as client:
+            client.wait_for_workers(2, timeout=60)
+        sharded = _run(tmp_path, "cli", "--scheduler", str(sched_file), "--shard-size", "50")
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    _same(single, sharded)
+    assert sharded[0]["execution"]["workers"] == 2 and sharded[0]["execution"]["shards"] == 8

@@ -139,9 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="shard the samples over a new local Dask cluster of N worker processes (README: "
                         "Running on a cluster)")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="shard the samples over an existing Dask cluster, e.g. tcp://head:8786 (dask-jobqueue, "
-                        "dask-mpi, dask-cuda); its workers must see --model and --data-dir at the same paths")
+    p.add_argument("--scheduler", metavar="ADDRESS|FILE",
+                   help="shard the samples over an existing Dask cluster: its address (tcp://head:8786) or its "
+                        "scheduler file (dask scheduler --scheduler-file, dask-mpi); its workers must see --model "
+                        "and --data-dir at the same paths")
     p.add_argument("--shard-size", type=positive_int, metavar="K",
                    help=f"samples per shard (default: Dask {SHARDS_PER_WORKER} shards per worker, at most "
                         f"{DEFAULT_SHARD}; a lazily read split such as imagenet: {DEFAULT_SHARD})")
