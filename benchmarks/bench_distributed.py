@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from md_section import write_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MD_START, MD_END = "<!-- bench_distributed:start -->", "<!-- bench_distributed:end -->"
@@ -148,9 +151,8 @@ def main() -> int:
     md = markdown(doc)
     print(md)
     if args.md:
-        text = args.md.read_text()
-        a, b = text.index(MD_START), text.index(MD_END)
-        args.md.write_text(text[: a + len(MD_START)] + "\n" + md + "\n" + text[b:])
+        write_section(args.md, MD_START, MD_END, f"{MD_START}\n{md}\n{MD_END}",
+                      "## Scale-out: sharded evaluation on Dask")
     return 0
 
 

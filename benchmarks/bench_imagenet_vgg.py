@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from md_section import write_section  # noqa: E402
 import bench_numpy_runtime as bnr  # noqa: E402
 from bench_speed import ann_runner, load_snapshot  # noqa: E402
 
@@ -239,13 +240,7 @@ def md_section(doc: dict) -> str:
 
 
 def write_md(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if MD_START in text and MD_END in text:
-        head, rest = text.split(MD_START, 1)
-        text = head + section + rest.split(MD_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## ImageNet-size VGG-16: time and memory\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(path, MD_START, MD_END, section, "## ImageNet-size VGG-16: time and memory")
 
 
 def main() -> int:

@@ -37,6 +37,7 @@ from typing import Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from md_section import write_section  # noqa: E402
 import bench_numpy_runtime as bnr  # noqa: E402
 
 from qcfs.intnet import IntNet  # noqa: E402
@@ -293,13 +294,7 @@ def md_section(doc: dict) -> str:
 
 
 def write_md(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if MD_START in text and MD_END in text:
-        head, rest = text.split(MD_START, 1)
-        text = head + section + rest.split(MD_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n### Exact SNN backends per image·step (bench_speed.py)\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(path, MD_START, MD_END, section, "### Exact SNN backends per image·step (bench_speed.py)")
 
 
 def main() -> int:
