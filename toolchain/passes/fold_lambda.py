@@ -60,7 +60,9 @@ class FoldLambda(Pass):
             for syn in a["synapses"]:
                 rows = _row_factor(own, syn.weight.shape[0])
                 cols = _column_factor(syn, carries.get(syn.source, np.ones(1)), graph[syn.source].shape)
-                syn.weight = syn.weight * cols / rows.reshape((-1,) + (1,) * (syn.weight.ndim - 1))
+                w = syn.weight * cols  # then divided in place: one weight-sized temporary, the same floats
+                w /= rows.reshape((-1,) + (1,) * (syn.weight.ndim - 1))
+                syn.weight = w
             a["bias"] = a["bias"] / _row_factor(own, np.asarray(a["bias"]).shape[0])
             if a["kind"] == "if":
                 self.note(f"{node.name}: λ={_fmt(a['lam'])} folded, θ = 1")

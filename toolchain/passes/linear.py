@@ -42,16 +42,34 @@ def expand_groups(w: np.ndarray, groups: int) -> np.ndarray:
     return full
 
 
+BLOCK_BYTES = 64 << 20  # temporaries per block of output channels (an ImageNet FC composes to 3.3 GB)
+
+
+def _nonzero_pairs(full: np.ndarray) -> np.ndarray:
+    """bool [O, I]: whether any kernel weight connects output o to input i (in row blocks, no full copy)."""
+    o, i = full.shape[:2]
+    flat = full.reshape(o, i, -1)
+    nz = np.empty((o, i), dtype=bool)
+    step = max(1, BLOCK_BYTES // max(1, i * flat.shape[2]))
+    for r in range(0, o, step):
+        nz[r:r + step] = np.any(flat[r:r + step] != 0, axis=2)
+    return nz
+
+
 def compress_groups(full: np.ndarray) -> tuple[np.ndarray, int]:
-    """Largest group count whose off-block weights are all zero; returns (weights [O, I/g, kh, kw], g)."""
+    """Largest group count whose off-block weights are all zero; returns (weights [O, I/g, kh, kw], g).
+    With one group the array itself is returned (callers pass a fresh array), not a copy."""
     o, i = full.shape[:2]
     n = gcd(o, i)
+    nz = _nonzero_pairs(full) if n > 1 else None
     for g in sorted((d for d in range(1, n + 1) if n % d == 0), reverse=True):
+        if g == 1:
+            return full, 1
         og, ig = o // g, i // g
         mask = np.ones((o, i), dtype=bool)
         for k in range(g):
             mask[k * og:(k + 1) * og, k * ig:(k + 1) * ig] = False
-        if g == 1 or not np.any(full[mask]):
+        if not np.any(nz[mask]):  # type: ignore[index]
             return np.concatenate([full[k * og:(k + 1) * og, k * ig:(k + 1) * ig] for k in range(g)]), g
     raise AssertionError("unreachable")
 
@@ -121,6 +139,8 @@ def conv_as_dense(c: dict, in_shape: tuple[int, int, int]) -> dict:
     o, ch, kh, kw = w.shape
     _, h, wd = in_shape
     t, l = c["pads"][:2]
+    if (t, l, kh, kw) == (0, 0, h, wd):  # the window is the input: the kernel already is the dense matrix
+        return dict(weight=w.reshape(o, -1), bias=c["bias"])
     full = np.zeros((o, ch, h, wd))
     ny, nx = min(h, kh - t), min(wd, kw - l)  # input rows/cols the single window covers
     full[:, :, :ny, :nx] = w[:, :, t:t + ny, l:l + nx]

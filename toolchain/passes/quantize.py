@@ -36,9 +36,24 @@ def input_bounds(mean: np.ndarray, std: np.ndarray, scale: float, bits: int) -> 
     return ends.min(axis=0), ends.max(axis=0)
 
 
+BLOCK_BYTES = 64 << 20  # temporaries per block of output rows (an ImageNet FC is 3.3 GB of float64 weights)
+
+
+def abs_max(w: np.ndarray) -> float:
+    """max |w| (0 for an empty array) without the full-size copy np.abs would make."""
+    return float(max(w.max(initial=0.0), -w.min(initial=0.0)))
+
+
+def scaled_rint(w: np.ndarray, scale: float) -> np.ndarray:
+    """np.rint(w * scale) with one full-size array instead of two."""
+    out = np.multiply(w, scale)
+    return np.rint(out, out=out)
+
+
 def max_current(syn: SynapseIR, lo: np.ndarray, hi: np.ndarray, src_shape: tuple[int, ...]) -> np.ndarray:
     """Per output channel/unit: the largest current the synapse can deliver in one step, given per-channel
-    source bounds lo..hi (spikes: 0..1)."""
+    source bounds lo..hi (spikes: 0..1). Computed in blocks of output rows: each row's sum is the same
+    reduction as over the whole matrix, so the result is identical, without three weight-sized temporaries."""
     if syn.kind == "conv":
         w = expand_groups(syn.weight, syn.groups)
         shape = (1, -1, 1, 1)
@@ -47,8 +62,16 @@ def max_current(syn: SynapseIR, lo: np.ndarray, hi: np.ndarray, src_shape: tuple
         per = int(np.prod(src_shape[1:])) if len(src_shape) == 3 else 1
         lo, hi = np.repeat(lo, per), np.repeat(hi, per)
         shape = (1, -1)
-    best = np.maximum(w * hi.reshape(shape), w * lo.reshape(shape))
-    return best.reshape(w.shape[0], -1).sum(axis=1)
+    lo_b, hi_b = lo.reshape(shape), hi.reshape(shape)
+    rows = w.shape[0]
+    per_row = max(1, int(np.prod(w.shape[1:])) * 8 * 3)
+    step = max(1, BLOCK_BYTES // per_row)
+    out = np.empty(rows, dtype=np.result_type(w, lo, hi))
+    for r in range(0, rows, step):
+        blk = w[r : r + step]
+        best = np.maximum(blk * hi_b, blk * lo_b)
+        out[r : r + step] = best.reshape(len(blk), -1).sum(axis=1)
+    return out
 
 
 class Quantize(Pass):
@@ -86,15 +109,16 @@ class Quantize(Pass):
         qmax, bmax = (1 << (p.weight_bits - 1)) - 1, (1 << (p.bias_bits - 1)) - 1
         tmax, vmax = (1 << (p.threshold_bits - 1)) - 1, (1 << (p.membrane_bits - 1)) - 1
         ws, b = self._scaled(graph, node), node.attrs["bias"]
-        wmax = max(float(np.abs(w).max(initial=0.0)) for w in ws)
+        wmax = max(abs_max(w) for w in ws)
         theta = tmax if wmax == 0 else min(tmax, math.floor((qmax + 0.5) / wmax))
         theta -= theta % step
         reason = (f"weight {wmax:.6g} (in threshold units) needs |w·θ| ≤ {qmax} ({p.weight_bits}-bit) "
                   f"with an even θ ≥ {step}")
         while theta >= step:
-            wq = [np.rint(w * theta) for w in ws]
+            wq = []  # the previous θ's weights go before the next are made
+            wq = [scaled_rint(w, theta) for w in ws]
             bq = np.rint(b * theta)
-            peak_w = max(float(np.abs(w).max(initial=0.0)) for w in wq)
+            peak_w = max(abs_max(w) for w in wq)
             if peak_w > qmax:
                 reason = f"weight {peak_w:.0f} at θ={theta} exceeds {qmax} ({p.weight_bits}-bit)"
                 theta -= step
@@ -125,12 +149,12 @@ class Quantize(Pass):
         p = self.profile
         qmax, bmax = (1 << (p.weight_bits - 1)) - 1, (1 << (p.bias_bits - 1)) - 1
         ws, b = self._scaled(graph, node), node.attrs["bias"]
-        wmax = max(float(np.abs(w).max(initial=0.0)) for w in ws)
+        wmax = max(abs_max(w) for w in ws)
         scale = qmax / wmax if wmax > 0 else 1.0
         if np.abs(b).max(initial=0.0) * scale > bmax:
             scale = bmax / float(np.abs(b).max())
-        wq = [np.rint(w * scale) for w in ws]
-        if max(float(np.abs(w).max(initial=0.0)) for w in wq) > qmax:  # pragma: no cover - guarded by scale
+        wq = [scaled_rint(w, scale) for w in ws]
+        if max(abs_max(w) for w in wq) > qmax:  # pragma: no cover - guarded by scale
             raise HardwareFitError(f"layer {node.name!r}: readout weights do not fit {p.weight_bits} bits")
         for syn, w in zip(node.attrs["synapses"], wq):
             syn.weight = w
