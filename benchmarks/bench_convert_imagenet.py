@@ -1,6 +1,7 @@
 """What converting the paper's ImageNet networks costs: checkpoint-free random-weight VGG-16 and ResNet-34 at
-224×224 (frontend.models, seeded), exported to ONNX, then canonical ONNX → IntNet (`pipeline.to_intnet`), each
-in a fresh subprocess so its peak RSS (VmHWM) is its own; then one image for T = 2 on the NumPy runtime.
+224×224 (frontend.models, seeded), exported to ONNX, then canonical ONNX → IntNet (`pipeline.to_intnet`), then
+one image for T = 2 on the NumPy runtime, then loading the saved IntNet: each phase in a fresh subprocess, so
+its peak RSS (VmHWM) is its own.
 
 Why it matters: the toolchain composes the pooling before a dense layer into that layer's weights (exact, and
 what the hardware needs), which at 224 makes VGG-16's first FC 4096 × 100,352 and ResNet-34's readout
@@ -48,7 +49,14 @@ def worker(net_name: str, onnx_path: str) -> dict:
     from qcfs.runtime.numpy_snn import simulate
 
     path = Path(onnx_path)
+    saved = path.with_suffix(".intnet.npz")
     t0 = time.perf_counter()
+    if saved.exists():  # third phase, own process: loading the saved IntNet (validation included)
+        from qcfs.intnet import load_intnet
+
+        load_intnet(saved)
+        return {"load_s": time.perf_counter() - t0, "load_peak_rss_mib": peak_rss_mib(),
+                "intnet_file_mib": saved.stat().st_size / 2**20}
     if not path.exists():  # export in its own process, so the conversion's peak RSS is the conversion's
         torch.manual_seed(0)
         cfg = ModelConfig(net_name, 3, 1000, 224, L=4, lam_init=2.0)
@@ -63,6 +71,7 @@ def worker(net_name: str, onnx_path: str) -> dict:
     t3 = time.perf_counter()
     r = simulate(net, x, [1, 2], progress=False)
     t4 = time.perf_counter()
+    net.save(saved)
     return {"net": net_name, "convert_s": t2 - t1, "convert_peak_rss_mib": convert_peak,
             "weights": weights, "simulate_1_image_T2_s": t4 - t3, "peak_rss_mib": peak_rss_mib(),
             "spikes_T2": int(sum(int(c.sum()) for c in r.spikes[2].values()))}
@@ -81,7 +90,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="qcfs-bench-convert-") as tmp:
         for name in args.nets.split(","):
             row: dict = {}
-            for _phase in ("export", "convert"):
+            for _phase in ("export", "convert", "load"):
                 out = subprocess.run([sys.executable, __file__, "--_worker", name, str(Path(tmp) / f"{name}.onnx")],
                                      capture_output=True, text=True, check=True)
                 row.update(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -98,10 +107,12 @@ def main() -> int:
              f"{doc['loadavg_before'][0]:.1f} / {doc['loadavg_after'][0]:.1f}; random seeded weights, 224×224, "
              "1000 classes; each net in a fresh process (raw: `benchmarks/results/convert_imagenet.json`).", "",
              "| net | weights after composition | canonical ONNX → IntNet (s) | peak RSS of the conversion (MiB) "
-             "| 1 image, T = 2, NumPy (s) | peak RSS incl. simulation (MiB) |", "|---|---:|---:|---:|---:|---:|"]
+             "| 1 image, T = 2, NumPy (s) | peak RSS incl. simulation (MiB) | IntNet file (MiB) "
+             "| load_intnet (s) | its peak RSS (MiB) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['net']} | {r['weights']:,} | {r['convert_s']:.1f} | {r['convert_peak_rss_mib']:.0f} | "
-                     f"{r['simulate_1_image_T2_s']:.1f} | {r['peak_rss_mib']:.0f} |")
+                     f"{r['simulate_1_image_T2_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['intnet_file_mib']:.0f} | "
+                     f"{r['load_s']:.1f} | {r['load_peak_rss_mib']:.0f} |")
     lines.append(MD_END)
     md = "\n".join(lines)
     print(md)

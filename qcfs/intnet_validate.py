@@ -104,7 +104,9 @@ def float32_exact(layer: Layer, input_bits: int) -> bool:
     for syn in layer.synapses:
         fan_in = int(np.prod(syn.weight.shape[1:]))
         peak_in = float(1 << (input_bits - 1)) if syn.source == "input" else 1.0
-        total += fan_in * float(np.abs(syn.weight).max(initial=0.0)) * peak_in
+        w = syn.weight  # max |w| without np.abs's weight-sized copy (3 GB for an ImageNet FC); in float, so
+        # even an int64 minimum (whose abs overflows) counts at its size
+        total += fan_in * max(float(w.max(initial=0)), -float(w.min(initial=0))) * peak_in
     return total < FLOAT32_EXACT_LIMIT
 
 
