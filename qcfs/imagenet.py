@@ -86,6 +86,7 @@ class ImageNetSource:
     """A split decoded on demand (qcfs.samples.SampleSource)."""
 
     files: list[tuple[Path, int]]
+    classes: tuple[str, ...] = ()  # the class folders, in label order
     dataset: str = NAME
     shape: tuple[int, int, int] = (3, CROP, CROP)
     labels: np.ndarray = field(init=False)
@@ -102,4 +103,14 @@ class ImageNetSource:
 
 
 def open_imagenet_split(split: str, data_dir: str | os.PathLike | None) -> ImageNetSource:
-    return ImageNetSource(scan(split, data_dir))
+    return ImageNetSource(scan(split, data_dir), tuple(classes(data_dir)))
+
+
+def check_class_count(source: ImageNetSource, num_classes: int, model: str) -> None:
+    """A network's outputs are labels only when they are exactly the tree's classes: with a 1000-class network
+    and a 3-folder tree, folder 0 would be scored as ImageNet class 0 whatever its synset."""
+    if len(source.classes) != num_classes:
+        raise DatasetError(f"{model}: the network has {num_classes} classes, the imagenet tree has "
+                           f"{len(source.classes)} class folders ({', '.join(source.classes[:3])}, ...); labels are "
+                           "the sorted class folders, so the counts must match (use the full tree, or a network "
+                           "trained on this subset)")

@@ -31,10 +31,9 @@ def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def checkpoint_224(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small random-weight QCFS net for 3×224×224 inputs and the tree's 3 classes, exported to ONNX (speed,
-    not accuracy: the zoo's ImageNet nets take minutes to convert and simulate on 2 cores)."""
+def _tiny_224(out: Path, classes: int) -> Path:
+    """A small random-weight QCFS net for 3×224×224 inputs, exported to ONNX (speed, not accuracy: the zoo's
+    ImageNet nets take a minute to convert and seconds per image·step on 2 cores)."""
     import torch
     from torch import nn
 
@@ -44,15 +43,19 @@ def checkpoint_224(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from qcfs.frontend.qcfs_act import QCFS
 
     torch.manual_seed(0)
-    cfg = ModelConfig("tiny224", 3, len(CLASSES), 224, L=4, lam_init=2.0)
+    cfg = ModelConfig("tiny224", 3, classes, 224, L=4, lam_init=2.0)
     model = nn.Sequential(
         nn.Conv2d(3, 8, 4, stride=4, bias=False), nn.BatchNorm2d(8), QCFS(4, 2.0), nn.AvgPool2d(4),  # 14×14
         nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), QCFS(4, 2.0),  # 7×7
-        nn.AvgPool2d(7), nn.Flatten(), nn.Linear(16, len(CLASSES))).eval()
+        nn.AvgPool2d(7), nn.Flatten(), nn.Linear(16, classes)).eval()
     info = dataset_info("imagenet")
-    out = tmp_path_factory.mktemp("model") / "tiny224.onnx"
     return export_module(model, {"config": cfg, "dataset": "imagenet",
                                  "normalize": {"mean": list(info.mean), "std": list(info.std)}}, out)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_224(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny_224(tmp_path_factory.mktemp("model") / "tiny224.onnx", len(CLASSES))
 
 
 def _run(tmp: Path, tag: str, tree: Path, ckpt: Path, *extra: str) -> tuple[dict, dict]:
@@ -82,3 +85,13 @@ def test_imagenet_missing_tree_fails_in_one_line(tmp_path: Path, checkpoint_224:
                      "--T", "1", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "imagenet: no folder" in err and str(tmp_path / "none") in err
+
+
+def test_imagenet_class_count_must_match_the_tree(tiny_tree: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """A 1000-class network on a tree with fewer class folders would score folder k as class k: refused."""
+    model = _tiny_224(tmp_path / "four.onnx", 4)
+    code = run_main(["--model", str(model), "--dataset", "imagenet", "--data-dir", str(tiny_tree), "--T", "1",
+                     "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "the network has 4 classes, the imagenet tree has 3 class folders" in err

@@ -271,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     source = open_split(spec)
     if tuple(source.shape) != tuple(net.input.shape):
         raise QCFSError(f"{model}: expects input {tuple(net.input.shape)}, {args.dataset} has {tuple(source.shape)}")
+    if args.dataset == "imagenet":
+        from qcfs.imagenet import check_class_count
+
+        check_class_count(source, net.num_classes, str(model))
     from qcfs.subset import describe, subset_indices
 
     subset = describe(len(source.labels), args.limit, args.subset)
