@@ -195,3 +195,32 @@ def test_cluster_started_with_the_dask_cli_and_a_scheduler_file(single: tuple[di
             p.wait(timeout=30)
     _same(single, sharded)
     assert sharded[0]["execution"]["workers"] == 2 and sharded[0]["execution"]["shards"] == 8
+
+
+@pytest.fixture(scope="module")
+def cluster():  # type: ignore[no-untyped-def]
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=50) as c:
+        yield c
+
+
+def _backend_available(backend: str) -> bool:
+    from qcfs.runtime.lava.compat import lava_available, netx_available
+
+    return {"lava": lava_available, "netx": netx_available}.get(backend, lambda: True)()
+
+
+@pytest.mark.parametrize("backend", ["torch", "ort", "lava", "netx"])
+def test_every_backend_runs_on_the_workers(backend: str, cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The other backends inside Dask worker processes (Lava and netx start their own subprocesses there)
+    give the NumPy single-process counts and logits, bit for bit."""
+    if not _backend_available(backend):
+        pytest.skip(f"{backend} not installed")
+    one = _run(tmp_path, "one", "--limit", "24", "--T", "1,2")
+    many = _run(tmp_path, backend, "--limit", "24", "--T", "1,2", "--backend", backend,
+                "--scheduler", cluster.scheduler_address, "--shard-size", "8")
+    assert many[0]["execution"]["shards"] == 3
+    for k in one[1]:
+        assert np.array_equal(one[1][k], many[1][k]), k
