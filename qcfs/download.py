@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import json
 import os
 import re
 import shutil
@@ -41,6 +40,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from qcfs.errors import DatasetError
+from qcfs.safe_io import read_json
 
 TIMEOUT_S = 60.0  # per socket operation (connect, each read); a stalled server fails in one line, resumable
 CHUNK = 1 << 20
@@ -204,12 +204,7 @@ def _manifest_override(dataset: str) -> dict[str, Source]:
     if not path:
         return {}
     what = f"QCFS_DOWNLOAD_MANIFEST={path}"
-    try:
-        doc = json.loads(Path(path).read_text())
-    except OSError as err:
-        raise DatasetError(f"{what}: cannot read ({err.strerror or err})") from None
-    except ValueError as err:
-        raise DatasetError(f"{what}: not JSON ({err})") from None
+    doc = read_json(path, what, DatasetError)
     if not isinstance(doc, dict) or not all(k in MANIFEST for k in doc):
         raise DatasetError(f"{what}: expected an object with keys among {', '.join(MANIFEST)}, each mapping file "
                            'names to {"url": ..., "md5": ...}')

@@ -16,6 +16,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import tempfile
@@ -49,19 +50,33 @@ def _kind(mode: int) -> str:
 
 
 def regular_input(path: str | os.PathLike, what: str = "model file",
-                  error: type[QCFSError] = ModelFileError) -> Path:
-    """`path` if it is (a symlink to) an existing regular file; else one-line `error`. Never opens it."""
+                  error: type[QCFSError] = ModelFileError, label: str | None = None) -> Path:
+    """`path` if it is (a symlink to) an existing regular file; else one-line `error`, which starts with
+    `label` (default: the path). Never opens it."""
     p = Path(path)
+    label = label or str(p)
     try:
         st = p.stat()  # follows symlinks: a link to /dev/zero is a character device
     except FileNotFoundError:
-        raise error(f"{p}: no such file") from None
+        raise error(f"{label}: no such file") from None
     except OSError as err:
-        raise error(f"{p}: cannot read ({err.strerror or err})") from None
+        raise error(f"{label}: cannot read ({err.strerror or err})") from None
     if not stat.S_ISREG(st.st_mode):
         target = f" (-> {os.path.realpath(p)})" if p.is_symlink() else ""
-        raise error(f"{p}{target}: is {_kind(st.st_mode)}, expected a regular {what}")
+        raise error(f"{label}{target}: is {_kind(st.st_mode)}, expected a regular {what}")
     return p
+
+
+def read_json(path: str | os.PathLike, label: str, error: type[QCFSError] = QCFSError) -> object:
+    """The JSON document in the regular file `path`; a missing, non-regular, unreadable or non-JSON file is one
+    line `error` prefixed with `label` (the flag or variable that named the file)."""
+    regular_input(path, "JSON file", error, label)
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as err:
+        raise error(f"{label}: cannot read ({err.strerror or err})") from None
+    except ValueError as err:
+        raise error(f"{label}: not JSON ({err})") from None
 
 
 def check_zip_members(source: str | os.PathLike | IO[bytes], name: str | None = None,

@@ -4,8 +4,6 @@ drawing nonsense."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,13 +14,7 @@ from qcfs.errors import QCFSError
 
 def load_lava_json(path: str, dataset: str) -> dict[str, Any]:
     """An earlier `qcfs-run --json` result, checked enough that the plot cannot silently show nonsense."""
-    safe_io.regular_input(path, "JSON file", QCFSError)
-    try:
-        doc = json.loads(Path(path).read_text())
-    except OSError as err:
-        raise QCFSError(f"--lava-json {path}: cannot read ({err.strerror or err})") from None
-    except ValueError as err:
-        raise QCFSError(f"--lava-json {path}: not JSON ({err})") from None
+    doc = safe_io.read_json(path, f"--lava-json {path}")
     if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
         raise QCFSError(f"--lava-json {path}: no \"results\" list; expected the JSON of qcfs-run --json")
     if doc.get("backend") != "lava":

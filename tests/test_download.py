@@ -16,6 +16,7 @@ import hashlib
 import http.server
 import io
 import json
+import os
 import pickle
 import re
 import socket
@@ -430,6 +431,19 @@ def test_bad_manifest_override_is_one_line(srv: Srv, tmp_path: Path, monkeypatch
     with pytest.raises(DatasetError) as exc:
         download.ensure_dataset("cifar10", tmp_path / "d", progress=False)
     assert "md5" in _one_line(exc) and srv[1].requests == []
+
+
+def test_manifest_that_is_missing_or_a_fifo_is_one_line(srv: Srv, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FIFO would block the read forever; a missing file names the variable that pointed at it."""
+    fifo = tmp_path / "m.fifo"
+    os.mkfifo(fifo)
+    for path, why in ((tmp_path / "none.json", "no such file"), (fifo, "expected a regular JSON file")):
+        monkeypatch.setenv("QCFS_DOWNLOAD_MANIFEST", str(path))
+        with pytest.raises(DatasetError) as exc:
+            download.ensure_dataset("cifar10", tmp_path / "d", progress=False)
+        line = _one_line(exc)
+        assert line.startswith(f"QCFS_DOWNLOAD_MANIFEST={path}") and why in line and srv[1].requests == []
 
 
 # --- datasets without a download, and no network without --download ------------------------------------
