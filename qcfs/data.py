@@ -339,22 +339,12 @@ def _load_image_folder(split_dir: Path, info: DatasetInfo) -> tuple[np.ndarray, 
 
 
 def _decode_image_folder(files: list[tuple[Path, int]], info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
-    import warnings
+    from qcfs.image_folder import labels_of, open_rgb
 
-    from PIL import Image, UnidentifiedImageError
+    def is_32x32(w: int, h: int) -> str | None:  # on the header, before decoding (decompression bombs)
+        return None if (w, h) == (32, 32) else f"is {w}x{h}, expected 32x32 RGB"
 
     x = np.empty((len(files), 3, 32, 32), dtype=np.uint8)
     for i, (f, _) in enumerate(files):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(f) as im:
-                    if im.size != (32, 32):  # checked on the header, before decoding (decompression bombs)
-                        raise DatasetError(f"cifar10: {f} is {im.size[0]}x{im.size[1]}, expected 32x32 RGB")
-                    arr = np.asarray(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombWarning,
-                Image.DecompressionBombError) as err:
-            raise DatasetError(f"cifar10: cannot decode {f} ({err})") from None
-        x[i] = arr.transpose(2, 0, 1)
-    y = np.fromiter((c for _, c in files), dtype=np.int64, count=len(files))
-    return x, y
+        x[i] = np.asarray(open_rgb(f, "cifar10", is_32x32)).transpose(2, 0, 1)
+    return x, labels_of(files)

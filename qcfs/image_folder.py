@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -47,9 +48,11 @@ def image_files(split_dir: Path, classes: list[str], dataset: str) -> list[tuple
     return files
 
 
-def open_rgb(path: Path, dataset: str):  # type: ignore[no-untyped-def]  # -> PIL.Image.Image
+def open_rgb(path: Path, dataset: str,  # type: ignore[no-untyped-def]  # -> PIL.Image.Image
+             header_check: Callable[[int, int], str | None] | None = None):
     """The image at `path` as a decoded RGB PIL image; a corrupt, non-image or oversized (decompression bomb)
-    file is a one-line DatasetError naming it."""
+    file is a one-line DatasetError naming it. `header_check(width, height)` may refuse the size, from the
+    header, before anything is decoded: it returns what is wrong (or None)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -57,6 +60,9 @@ def open_rgb(path: Path, dataset: str):  # type: ignore[no-untyped-def]  # -> PI
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 w, h = im.size
+                problem = header_check(w, h) if header_check is not None else None
+                if problem:
+                    raise DatasetError(f"{dataset}: {path} {problem}")
                 if w * h > MAX_IMAGE_PIXELS:  # checked on the header, before decoding
                     raise DatasetError(f"{dataset}: {path} is {w}x{h} pixels, over the {MAX_IMAGE_PIXELS:,} limit")
                 return im.convert("RGB")
