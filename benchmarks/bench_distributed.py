@@ -64,7 +64,7 @@ def main() -> int:
 
     from qcfs import pipeline
     from qcfs.distributed import connect, evaluate_on_dask
-    from qcfs.evaluate import evaluate_local
+    from qcfs.evaluate import cluster_shard_size, evaluate_local
     from qcfs.samples import SplitSpec, open_split
     from qcfs.simulate import SimOptions
     from qcfs.subset import subset_indices
@@ -101,11 +101,10 @@ def main() -> int:
         evaluate_on_dask(client, net, canon_bytes, spec, idx[: 8 * w], opts, 4)
         startup[f"{w}-warmup"] = time.perf_counter() - t0
 
-    def dask(w: int, per_worker: int = 4):  # type: ignore[no-untyped-def]
+    def dask(w: int, per_worker: int | None = None):  # type: ignore[no-untyped-def]
+        """per_worker None: the shard size qcfs-run picks by default."""
         client = clusters[w][1]
-        shard = -(-len(idx) // (per_worker * w))
-        if per_worker == 4:  # what qcfs-run picks by default
-            shard = max(1, min(256, shard))
+        shard = cluster_shard_size(len(idx), w) if per_worker is None else -(-len(idx) // (per_worker * w))
         return lambda: evaluate_on_dask(client, net, canon_bytes, spec, idx, opts, shard)
 
     # dask-2-big: 2 shards per worker (qcfs-run --shard-size n/4) instead of the default 4

@@ -22,6 +22,12 @@ from qcfs.samples import ArraySource, SampleSource
 from qcfs.simulate import SimOptions, run_backend
 
 DEFAULT_SHARD = 256  # samples per shard of a lazily read split (ImageNet: 154 MB of float32 input)
+SHARDS_PER_WORKER = 4  # on a cluster: enough shards to balance uneven workers, few enough to keep overhead low
+
+
+def cluster_shard_size(n: int, workers: int) -> int:
+    """Default samples per shard on a cluster of `workers`: SHARDS_PER_WORKER shards each, at most DEFAULT_SHARD."""
+    return max(1, min(DEFAULT_SHARD, -(-n // (SHARDS_PER_WORKER * workers))))
 
 
 @dataclass

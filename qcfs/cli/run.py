@@ -45,7 +45,7 @@ from qcfs.cli import OneLineParser
 from qcfs.cli.values import MAX_TIMEOUT_S, number
 from qcfs.subset import RULES as SUBSET_RULES
 from qcfs.errors import QCFSError, cli_entry
-from qcfs.evaluate import DEFAULT_SHARD
+from qcfs.evaluate import DEFAULT_SHARD, SHARDS_PER_WORKER
 
 if TYPE_CHECKING:
     import onnx
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 BACKENDS = ("numpy", "torch", "lava", "ort", "netx")
 NETX_SEMANTICS = ("qcfs", "stock")
 DEVICES = ("cpu", "cuda")
-SHARDS_PER_WORKER = 4  # Dask default: enough shards to balance uneven workers, few enough to keep overhead low
 RASTER_NEURONS = 16  # neurons per layer in the report's raster plot (sample 0)
 NORMALIZE_HELP = (
     "input normalization when the model carries none (and overriding it when it does): 'MEAN,STD' for all "
@@ -282,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     labels = source.labels[idx]
     opts = sim_options(args, model, RASTER_NEURONS if args.report else 0)
     canon_bytes = canon.SerializeToString() if canon is not None else None
-    with execution(args) as client:
-        check_run_budget(net, len(labels), args, workers=_workers(client), resident=resident_samples(args, source))
-        ev = evaluate(client, args, net, canon_bytes, source, spec, idx, opts)
+    with execution(args, source, len(idx)) as ex:
+        check_run_budget(net, len(labels), args, workers=ex.workers, resident=ex.shard)
+        ev = evaluate(ex, net, canon_bytes, source, spec, idx, opts)
         doc = summarize(args, model, net, ev.result, labels, ev.ann_accuracy(len(labels)), command_line(argv),
                         backend=ev.result.backend if args.backend == "netx" else None)
         doc["subset"] = subset
@@ -294,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             write_outputs(args, doc, ev.result)
             if args.report:
                 main_run = Run(net, ev.result, doc)
-                companion = run_companion(client, args, main_run, canon, source, spec, idx, opts)
+                companion = run_companion(ex, args, main_run, canon, source, spec, idx, opts)
                 paths = write_run_report(args, source.images(idx[:1]), main_run, companion, lava_doc)
                 print(f"report: {paths[-1]} ({len(paths)} files in {Path(args.report)})")
         except OSError as err:
@@ -319,49 +318,43 @@ def sim_options(args: argparse.Namespace, model: Path, raster_neurons: int):  # 
         netx_file=str(model) if kind == "netx" and as_is else None)
 
 
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """Where this run's shards go: a Dask client (None: this process), its worker count, and the samples per
+    shard (None: an in-memory split at once), decided once for the run, its budget and its report."""
+
+    client: Any
+    workers: int
+    shard: int | None
+
+
 @contextlib.contextmanager
-def execution(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """A Dask client for --workers/--scheduler, else None (this process; Dask is not even imported)."""
+def execution(args: argparse.Namespace, source, n: int):  # type: ignore[no-untyped-def]
+    """A Dask client for --workers/--scheduler, else none (this process; Dask is not even imported)."""
     if not (args.workers or args.scheduler):
-        yield None
+        from qcfs.samples import ArraySource
+
+        lazy = not isinstance(source, ArraySource)
+        yield Execution(None, 1, args.shard_size or (DEFAULT_SHARD if lazy else None))
         return
-    from qcfs.distributed import connect
+    from qcfs.distributed import connect, worker_count
+    from qcfs.evaluate import cluster_shard_size
 
     with connect(args.workers, args.scheduler) as client:
-        yield client
+        workers = worker_count(client)
+        yield Execution(client, workers, args.shard_size or cluster_shard_size(n, workers))
 
 
-def _workers(client) -> int:  # type: ignore[no-untyped-def]
-    if client is None:
-        return 1
-    from qcfs.distributed import worker_count
-
-    return worker_count(client)
-
-
-def evaluate(client, args: argparse.Namespace, net: IntNet, canon_bytes: bytes | None, source, spec,  # type: ignore[no-untyped-def]
+def evaluate(ex: Execution, net: IntNet, canon_bytes: bytes | None, source, spec,  # type: ignore[no-untyped-def]
              idx: np.ndarray, opts):  # -> qcfs.evaluate.Evaluation
     """The SNN (and the ANN, when there is one) on the samples `idx`: here, or sharded over Dask."""
-    if client is None:
+    if ex.client is None:
         from qcfs.evaluate import evaluate_local
 
-        return evaluate_local(net, canon_bytes, source, idx, opts, args.shard_size)
+        return evaluate_local(net, canon_bytes, source, idx, opts, ex.shard)
     from qcfs.distributed import evaluate_on_dask
 
-    workers = _workers(client)
-    shard = args.shard_size or max(1, min(DEFAULT_SHARD, -(-len(idx) // (SHARDS_PER_WORKER * workers))))
-    return evaluate_on_dask(client, net, canon_bytes, spec, idx, opts, shard)
-
-
-def resident_samples(args: argparse.Namespace, source) -> int | None:  # type: ignore[no-untyped-def]
-    """How many samples' images one process holds decoded at once: a split already in memory holds them all
-    (None); a lazily read one (ImageNet), or any Dask worker, one shard."""
-    from qcfs.evaluate import DEFAULT_SHARD
-    from qcfs.samples import ArraySource
-
-    if isinstance(source, ArraySource) and not (args.workers or args.scheduler):
-        return None
-    return args.shard_size or DEFAULT_SHARD
+    return evaluate_on_dask(ex.client, net, canon_bytes, spec, idx, opts, ex.shard)
 
 
 def check_run_budget(net: IntNet, n: int, args: argparse.Namespace, workers: int = 1,
@@ -431,7 +424,7 @@ class Run:
     doc: dict[str, Any]
 
 
-def run_companion(client, args: argparse.Namespace, first: Run, canon: onnx.ModelProto | None, source,  # type: ignore[no-untyped-def]
+def run_companion(ex: Execution, args: argparse.Namespace, first: Run, canon: onnx.ModelProto | None, source,  # type: ignore[no-untyped-def]
                   spec, idx: np.ndarray, opts) -> Run | None:
     """The other mode (float for int, int for float) of the same canonical ONNX on the same samples and T,
     on the NumPy runtime (sharded like the main run), so the report can put ANN, float SNN and integer SNN
@@ -445,7 +438,7 @@ def run_companion(client, args: argparse.Namespace, first: Run, canon: onnx.Mode
     print(f"report: also simulating the {other.mode}-mode network (numpy, {timing})")
     numpy_opts = dataclasses.replace(opts, backend="numpy", timing=timing, raster_neurons=RASTER_NEURONS,
                                      lava_file=None, snn_onnx_file=None, netx_file=None)
-    ev = evaluate(client, args, other, None, source, spec, idx, numpy_opts)
+    ev = evaluate(ex, other, None, source, spec, idx, numpy_opts)
     doc = summarize(args, Path(first.doc["model"]), other, ev.result, source.labels[idx],
                     first.doc["ann_accuracy"], first.doc["command"], backend="numpy")
     return Run(other, ev.result, doc)
