@@ -16,7 +16,7 @@ import numpy as np
 
 from qcfs.errors import DatasetError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".JPEG")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # any case
 # Pillow's own bomb limit is 89 Mpixel; a real ImageNet image is < 40 Mpixel (the largest is ~ 10k x 4k)
 MAX_IMAGE_PIXELS = 64_000_000
 
@@ -41,8 +41,7 @@ def image_files(split_dir: Path, classes: list[str], dataset: str) -> list[tuple
         if not folder.is_dir():
             raise DatasetError(f"{dataset}: {split_dir} has no class folder {cls!r}; every split needs the same "
                                f"{len(classes)} class folders")
-        files += [(f, label) for f in sorted(folder.iterdir())
-                  if f.suffix in IMAGE_SUFFIXES or f.suffix.lower() in IMAGE_SUFFIXES if f.is_file()]
+        files += [(f, label) for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
     if not files:
         raise DatasetError(f"{dataset}: {split_dir}: the class folders hold no images ({', '.join(IMAGE_SUFFIXES)})")
     return files

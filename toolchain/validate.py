@@ -3,7 +3,6 @@ qcfs::QCFS node has parameters that define a QCFS activation. One error line nam
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import onnx_ir as ir

@@ -12,7 +12,7 @@ from qcfs.intnet import HardwareProfile
 from qcfs.semantics import membrane_limits
 from qcfs.toolchain.graph import Graph, Node, SynapseIR
 from qcfs.toolchain.passes.base import Pass
-from qcfs.toolchain.passes.linear import expand_groups
+from qcfs.toolchain.passes.linear import BLOCK_BYTES, expand_groups
 
 
 def theta_step(phi: float) -> int:
@@ -36,7 +36,6 @@ def input_bounds(mean: np.ndarray, std: np.ndarray, scale: float, bits: int) -> 
     return ends.min(axis=0), ends.max(axis=0)
 
 
-BLOCK_BYTES = 64 << 20  # temporaries per block of output rows (an ImageNet FC is 3.3 GB of float64 weights)
 
 
 def abs_max(w: np.ndarray) -> float:
