@@ -161,6 +161,49 @@ class ResNet(nn.Module):
         return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
 
 
+class CifarNet(nn.Module):
+    """`cifarnet`: a small fast-training VGG-like net for 32×32 inputs, shaped after the fast CIFAR-10
+    training literature (Page's "How to train your ResNet", Jordan's airbench) and adapted to conversion:
+
+      whiten: conv 2×2 (3 → 24, no padding, bias; weights fixed to the training patches' whitening basis,
+              set by qcfs.frontend.fast_recipe.init_whitening) → QCFS                          31×31
+      three blocks of widths 64, 256, 256: conv 3×3 → AvgPool 2×2 → BN → QCFS → conv 3×3 → BN → QCFS
+                                                                                      15 → 7 → 3
+      head:   global average pool → linear 256 → classes (no bias)
+
+    Every pooling is an average (the IF network composes it into the synapse: conv then pool is one strided
+    conv), every nonlinearity a QCFS, so the whole net converts. 0.12 G MAC per image.
+    """
+
+    WIDTHS = (64, 256, 256)
+    WHITEN_KERNEL = 2
+
+    def __init__(self, cfg: ModelConfig, width_div: int = 1) -> None:
+        super().__init__()
+        k = self.WHITEN_KERNEL
+        whiten_out = 2 * cfg.in_channels * k * k  # each whitening direction with both signs: QCFS keeps only > 0
+        self.whiten = nn.Conv2d(cfg.in_channels, whiten_out, k, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)  # a fixed linear map of the input; its bias trains
+        self.whiten_act = QCFS(cfg.L, cfg.lam_init, cfg.phi)
+        blocks: list[nn.Module] = []
+        cin = whiten_out
+        for w in self.WIDTHS:
+            w //= width_div
+            blocks += [
+                nn.Conv2d(cin, w, 3, padding=1, bias=False), nn.AvgPool2d(2), nn.BatchNorm2d(w),
+                QCFS(cfg.L, cfg.lam_init, cfg.phi),
+                *_conv_bn_act(w, w, cfg),
+            ]
+            cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, cfg.num_classes, bias=False)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        x = self.whiten_act(self.whiten(x))
+        return self.fc(self.pool(self.blocks(x)).flatten(1))
+
+
 RESNETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {  # stage widths, blocks per stage
     "resnet18": ((64, 128, 256, 512), (2, 2, 2, 2)),
     "resnet34": ((64, 128, 256, 512), (3, 4, 6, 3)),
@@ -170,6 +213,7 @@ RESNETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {  # stage widths,
 ZOO: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "cnn": CNN,
     "vgg16": VGG16,
+    "cifarnet": CifarNet,
     **{name: (lambda c, spec=spec: ResNet(c, *spec)) for name, spec in RESNETS.items()},
 }
 
@@ -182,6 +226,8 @@ def build_model(cfg: ModelConfig, width_div: int = 1) -> nn.Module:
         return ZOO[cfg.arch](cfg)
     if cfg.arch == "vgg16":
         return VGG16(cfg, width_div=width_div)
+    if cfg.arch == "cifarnet":
+        return CifarNet(cfg, width_div=width_div)
     if cfg.arch in RESNETS:
         return ResNet(cfg, *RESNETS[cfg.arch], width_div=width_div)
     raise ValueError(f"{cfg.arch} has no narrow variant")
