@@ -1,6 +1,6 @@
 """Same-run speed of every exact SNN backend per image·step, against onnxruntime's fp32 ANN forward.
 
-Networks: `cnn` and `resnet20` are the shipped models (models/fashion-mnist, models/cifar10; the ANN is their
+Networks: `cnn`, `resnet20` and `cifarnet` are the shipped models (models/fashion-mnist, models/cifar10-resnet20, models/cifar10; the ANN is their
 canonical ONNX under onnxruntime, QCFS activations included), `vgg16` the random-weight VGG-16 shape of
 bench_numpy_runtime.build (its ANN uses ReLU). Images are random in [0, 1]: speed does not depend on them
 beyond the spike rate, which is recorded.
@@ -44,7 +44,7 @@ from qcfs.intnet import IntNet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SHIPPED = {"cnn": "fashion-mnist", "resnet20": "cifar10"}
+SHIPPED = {"cnn": "fashion-mnist", "resnet20": "cifar10-resnet20", "cifarnet": "cifar10"}
 MD_START, MD_END = "<!-- bench_speed:start -->", "<!-- bench_speed:end -->"
 
 

@@ -59,6 +59,8 @@ def main() -> None:
     ap.add_argument("--targets", default="1,2,4", help="target T of the calibration")
     ap.add_argument("--methods", default="bias,potential,bias-snn,potential-snn")
     ap.add_argument("--eval-T", default="1,2,4,8")
+    ap.add_argument("--calib-eval-T", help="T evaluated for calibrated networks (default: --eval-T); a shorter "
+                    "list keeps whole-test-set runs affordable")
     ap.add_argument("--pre-steps", default="", help="two-phase rows: comma-separated RHO:T pairs, e.g. 4:4,2:6")
     ap.add_argument("--backend", default="numpy", choices=("numpy", "torch", "ort"),
                     help="runtime for the evaluations (all exact; ort falls back to numpy for two-phase rows)")
@@ -72,6 +74,7 @@ def main() -> None:
         idx = np.unique(np.linspace(0, len(y) - 1, args.test_samples).round().astype(np.int64))
         x, y = x[idx], y[idx]
     eval_T = [int(t) for t in args.eval_T.split(",")]
+    calib_T = [int(t) for t in args.calib_eval_T.split(",")] if args.calib_eval_T else eval_T
     xc, yc, _ = calibration_images01(args.dataset, args.data_dir, tuple(net.input.shape), args.calib_samples, 0)
     doc: dict = {
         "command": "python benchmarks/low_latency.py " + " ".join(
@@ -99,7 +102,7 @@ def main() -> None:
             cal, report = calibrate(net, xc, T=T, method=m, progress=False, labels=yc)
             secs = time.perf_counter() - t0
             run = {"method": m, "target_T": T, "calib_seconds": secs, "train_accuracy": report.train_accuracy,
-                   "rows": rows_of(cal, x, y, eval_T, args.backend), "net": cal}
+                   "rows": rows_of(cal, x, y, calib_T, args.backend), "net": cal}
             runs[m] = run
             print(m, T, f"{secs:.0f}s", [round(100 * r["accuracy"], 2) for r in run["rows"]], flush=True)
             for pair in filter(None, args.pre_steps.split(",")):

@@ -316,6 +316,12 @@ def _train(cfg: TrainConfig, ctx: distributed.Dist, device: torch.device, log) -
     start_epoch, history = 0, []
     if resuming:  # a checkpoint holds no per-rank state, so it resumes under any world size
         ckpt = read_checkpoint(out)
+        trained_with = (ckpt.get("train_config") or {}).get("recipe", "paper")
+        if trained_with != cfg.recipe:
+            from qcfs.errors import QCFSError
+
+            raise QCFSError(f"--resume {out}: the checkpoint was trained with --recipe {trained_with}, not "
+                            f"{cfg.recipe}; resume with --recipe {trained_with} or choose another -o")
         if ema is not None:  # the fast recipe saves the averaged weights as state_dict, the live ones beside
             if "live_state_dict" not in ckpt:
                 from qcfs.errors import QCFSError

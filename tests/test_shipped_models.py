@@ -24,7 +24,7 @@ def recorded_checksums() -> dict[str, str]:
 
 def test_checksums_match_the_readme() -> None:
     recorded = recorded_checksums()
-    assert len(recorded) == 6
+    assert len(recorded) == 8  # model.pt + model.onnx of digits, fashion-mnist, cifar10 (cifarnet), cifar10-resnet20
     for rel, digest in recorded.items():
         assert hashlib.sha256((MODELS / rel).read_bytes()).hexdigest() == digest, rel
 
@@ -59,11 +59,44 @@ def test_fashion_int_within_half_a_point_of_float(fashion_available: Path) -> No
     assert acc["int"][8] >= 90.0
 
 
-def test_cifar10_model_converts_and_runs(cifar_dir: Path) -> None:
-    canon = canonical_onnx(MODELS / "cifar10" / "model.onnx")
+@pytest.mark.parametrize("folder,floor", [("cifar10", 0.7), ("cifar10-resnet20", 0.3)])
+def test_cifar10_models_convert_and_run(cifar_dir: Path, folder: str, floor: float) -> None:
+    canon = canonical_onnx(MODELS / folder / "model.onnx")
     net = to_intnet(canon, mode="int")
     x, y = load_split("cifar10", "test", cifar_dir)
     idx = np.linspace(0, len(y) - 1, 40).astype(int)  # class-balanced: the ImageFolder copy is class-sorted
     sim = simulate(net, x[idx], [8], progress=False)
     assert sim.logits[8].shape == (40, 10)
-    assert (sim.predictions(8) == y[idx]).mean() > 0.3  # far above chance (10 %) after 8 steps
+    # far above chance (10 %) after 8 steps: cifarnet is at 90+ % there on all 10,000, resnet20 near 78 %
+    # (BENCHMARKS.md); on 40 samples one sample is 2.5 points, so the floors leave wide margins
+    assert (sim.predictions(8) == y[idx]).mean() > floor
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(900)
+def test_cifar10_cifarnet_lava_equals_numpy() -> None:
+    """The shipped CIFAR-10 model (cifarnet, whitening conv and conv-then-pool synapses) in Lava's fixed-point
+    simulator: every layer's counts and the logits equal the NumPy reference's, bit for bit."""
+    from lava_helpers import reference_counts
+
+    from qcfs.runtime.lava.compat import lava_available
+
+    if not lava_available():
+        pytest.skip("lava-nc not installed (scripts/setup_env.sh installs it)")
+    from conftest import cifar10_dir
+    from qcfs.runtime.lava.backend import simulate_lava
+
+    net = to_intnet(canonical_onnx(MODELS / "cifar10" / "model.onnx"), mode="int")
+    d = cifar10_dir()
+    if d is not None:  # two test images from different classes (the copy is class-sorted)
+        x = load_split("cifar10", "test", d)[0][[0, 9999]]
+    else:
+        x = np.random.default_rng(0).random((2, 3, 32, 32))
+    Ts = [1, 2, 4]
+    res = simulate_lava(net, x, Ts, progress=False, timeout_s=800)
+    ref = reference_counts(net, x, Ts)
+    for T in Ts:
+        assert np.array_equal(res.logits[T], ref[T]["logits"]), T
+        for layer in net.if_layers:
+            assert np.array_equal(res.spikes[T][layer.name], ref[T][layer.name]), (T, layer.name)
+    assert sum(int(ref[4][layer.name].sum()) for layer in net.if_layers) > 0
