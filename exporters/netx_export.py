@@ -26,18 +26,19 @@ bias and the readout; qcfs.runtime.lava.netx_network reads both and is bit-exact
 readout_scale; datasets `intnet` (the source IntNet file
 bytes, for metrics and provenance) and `layers/<k>/` for every netx layer k that has a neuron: attrs name,
 kind ("if" | "readout"); datasets threshold, v_init [C] (per channel), bias [C], v_min, v_max.
+Loading (`load_netx_intnet`, qcfs.exporters.netx_verify) re-derives the whole file from `qcfs/intnet` and
+refuses any difference, so every group above is exactly what the embedded network states.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from qcfs.errors import HardwareFitError, ModelFileError, QCFSError
-from qcfs.intnet import IntNet, Layer, load_intnet
+from qcfs.intnet import IntNet, Layer, as_embedded
 from qcfs.semantics import membrane_limits
 
 FORMAT_NAME = "qcfs-netx"
@@ -112,61 +113,69 @@ def _int_array(x: Any, what: str) -> np.ndarray:
 
 
 def export_netx(net: IntNet, out: str | Path) -> Path:
-    """Write `out` (.net.h5); NetxFormatError names the layer when netx cannot hold the network."""
+    """Write `out` (.net.h5); NetxFormatError names the layer when netx cannot hold the network. The file is
+    derived from the network exactly as it embeds it (`as_embedded`), so loading re-derives it bit for bit."""
     h5py = _h5py()
     out = Path(out)
+    net = as_embedded(net)
+    _check_chain(net)  # before the file is created
+    with h5py.File(out, "w") as f:
+        write_netx(net, f)
+    return out
+
+
+def write_netx(net: IntNet, f) -> None:  # type: ignore[no-untyped-def]
+    """The netx layout of `net` into the open h5py File `f` (the exporter, and netx_verify's re-derivation)."""
     _check_chain(net)
     v_min, v_max = membrane_limits(net.profile.membrane_bits)
-    with h5py.File(out, "w") as f:
-        layers = f.create_group("layer")
-        q = f.create_group("qcfs")
-        q.attrs["format"], q.attrs["version"], q.attrs["semantics"] = FORMAT_NAME, FORMAT_VERSION, SEMANTICS
-        q.attrs["reset"], q.attrs["spike"], q.attrs["readout"] = "subtract", "v >= threshold", net.readout.name
-        q.attrs["input_shape"], q.attrs["input_bits"] = np.asarray(net.input.shape), net.input.bits
-        q.attrs["input_mean"], q.attrs["input_std"] = np.asarray(net.input.mean), np.asarray(net.input.std)
-        q.attrs["input_scale"], q.attrs["readout_scale"] = float(net.input.scale), float(net.readout_scale)
-        q.create_dataset("intnet", data=np.frombuffer(net.to_bytes(), dtype=np.uint8))
-        qlayers = q.create_group("layers")
-        g0 = layers.create_group("0")
-        _str(g0, "type", "input")
-        g0.create_dataset("shape", data=np.asarray(net.input.shape, dtype=np.int64))
-        k, src_shape = 1, tuple(net.input.shape)
-        for layer in net.layers:
-            syn = layer.synapses[0]
-            w = _int_array(syn.weight, f"layer {layer.name} weight")
-            bias = _int_array(layer.bias, f"layer {layer.name} bias")
-            if syn.kind == "dense" and len(src_shape) == 3:
-                _str(layers.create_group(str(k)), "type", "flatten")
-                k += 1
-            g = layers.create_group(str(k))
-            _str(g, "type", syn.kind)
-            g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
-            if syn.kind == "conv":
-                for key, val in _conv_params(layer).items():
-                    g.create_dataset(key, data=val)
-            else:
-                w = w.reshape(w.shape[0], -1)
-                if w.min(initial=0) < -256 or w.max(initial=0) > 254:
-                    raise NetxFormatError(f"layer {layer.name}: dense weights in [{w.min()}, {w.max()}] do not fit "
-                                          f"netx's 8-bit synapse (optimize_weight_bits: [-256, 254])")
-            g.create_dataset("weight", data=w)
-            g.create_dataset("bias", data=bias)
-            theta = int(_int_array(layer.threshold, f"layer {layer.name} threshold")) if layer.kind == "if" else 0
-            vth = theta - 1 if layer.kind == "if" else VTH_MANT_MAX
-            if not 0 <= vth <= VTH_MANT_MAX:
-                raise HardwareFitError(f"layer {layer.name}: threshold {theta} does not fit netx's 17-bit vThMant")
-            _neuron(g, vth)
-            ql = qlayers.create_group(str(k))
-            ql.attrs["name"], ql.attrs["kind"] = layer.name, layer.kind
-            ql.create_dataset("threshold", data=np.int64(theta))
-            v0 = layer.v_init_per_channel() if layer.kind == "if" else np.zeros(layer.channels)
-            ql.create_dataset("v_init", data=_int_array(v0, f"layer {layer.name} v_init"))
-            ql.create_dataset("bias", data=bias)
-            ql.create_dataset("v_min", data=np.int64(v_min))
-            ql.create_dataset("v_max", data=np.int64(v_max))
+    layers = f.create_group("layer")
+    q = f.create_group("qcfs")
+    q.attrs["format"], q.attrs["version"], q.attrs["semantics"] = FORMAT_NAME, FORMAT_VERSION, SEMANTICS
+    q.attrs["reset"], q.attrs["spike"], q.attrs["readout"] = "subtract", "v >= threshold", net.readout.name
+    q.attrs["input_shape"], q.attrs["input_bits"] = np.asarray(net.input.shape), net.input.bits
+    q.attrs["input_mean"], q.attrs["input_std"] = np.asarray(net.input.mean), np.asarray(net.input.std)
+    q.attrs["input_scale"], q.attrs["readout_scale"] = float(net.input.scale), float(net.readout_scale)
+    q.create_dataset("intnet", data=np.frombuffer(net.to_bytes(), dtype=np.uint8))
+    qlayers = q.create_group("layers")
+    g0 = layers.create_group("0")
+    _str(g0, "type", "input")
+    g0.create_dataset("shape", data=np.asarray(net.input.shape, dtype=np.int64))
+    k, src_shape = 1, tuple(net.input.shape)
+    for layer in net.layers:
+        syn = layer.synapses[0]
+        w = _int_array(syn.weight, f"layer {layer.name} weight")
+        bias = _int_array(layer.bias, f"layer {layer.name} bias")
+        if syn.kind == "dense" and len(src_shape) == 3:
+            _str(layers.create_group(str(k)), "type", "flatten")
             k += 1
-            src_shape = tuple(layer.shape)
-    return out
+        g = layers.create_group(str(k))
+        _str(g, "type", syn.kind)
+        g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
+        if syn.kind == "conv":
+            for key, val in _conv_params(layer).items():
+                g.create_dataset(key, data=val)
+        else:
+            w = w.reshape(w.shape[0], -1)
+            if w.min(initial=0) < -256 or w.max(initial=0) > 254:
+                raise NetxFormatError(f"layer {layer.name}: dense weights in [{w.min()}, {w.max()}] do not fit "
+                                      f"netx's 8-bit synapse (optimize_weight_bits: [-256, 254])")
+        g.create_dataset("weight", data=w)
+        g.create_dataset("bias", data=bias)
+        theta = int(_int_array(layer.threshold, f"layer {layer.name} threshold")) if layer.kind == "if" else 0
+        vth = theta - 1 if layer.kind == "if" else VTH_MANT_MAX
+        if not 0 <= vth <= VTH_MANT_MAX:
+            raise HardwareFitError(f"layer {layer.name}: threshold {theta} does not fit netx's 17-bit vThMant")
+        _neuron(g, vth)
+        ql = qlayers.create_group(str(k))
+        ql.attrs["name"], ql.attrs["kind"] = layer.name, layer.kind
+        ql.create_dataset("threshold", data=np.int64(theta))
+        v0 = layer.v_init_per_channel() if layer.kind == "if" else np.zeros(layer.channels)
+        ql.create_dataset("v_init", data=_int_array(v0, f"layer {layer.name} v_init"))
+        ql.create_dataset("bias", data=bias)
+        ql.create_dataset("v_min", data=np.int64(v_min))
+        ql.create_dataset("v_max", data=np.int64(v_max))
+        k += 1
+        src_shape = tuple(layer.shape)
 
 
 # --- reading our own files ---------------------------------------------------------------------------
@@ -213,8 +222,11 @@ def _check_header(path: Path, f) -> None:  # type: ignore[no-untyped-def]
     if "qcfs" not in f:
         raise ModelFileError(f"{path}: netx file without a qcfs/ group (not written by qcfs-export --backend "
                              f"netx); qcfs runs only its own netx files")
+    if not isinstance(f["qcfs"], _h5py().Group):
+        raise ModelFileError(f"{path}: qcfs is not a group; not a qcfs netx file")
     fmt, ver = f["qcfs"].attrs.get("format"), f["qcfs"].attrs.get("version")
-    if fmt != FORMAT_NAME or ver != FORMAT_VERSION:
+    if not (isinstance(fmt, str) and fmt == FORMAT_NAME and isinstance(ver, (int, np.integer))
+            and not isinstance(ver, (bool, np.bool_)) and int(ver) == FORMAT_VERSION):
         raise ModelFileError(f"{path}: group qcfs/: format {fmt!r} version {ver!r}; expected {FORMAT_NAME} "
                              f"version {FORMAT_VERSION}")
     for key in ("intnet", "layers"):
@@ -223,26 +235,9 @@ def _check_header(path: Path, f) -> None:  # type: ignore[no-untyped-def]
 
 
 def load_netx_intnet(path: str | Path) -> IntNet:
-    """The IntNet a .net.h5 was exported from (checked against the file's layers); ModelFileError otherwise."""
-    h5py = _h5py()
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as f:
-            _check_header(path, f)
-            raw = np.asarray(f["qcfs/intnet"][()], dtype=np.uint8).tobytes()
-    except OSError as err:
-        raise ModelFileError(f"{path}: not a readable HDF5 file ({err})") from None
-    try:
-        net = load_intnet(io.BytesIO(raw))
-    except ModelFileError as err:
-        raise ModelFileError(f"{path}: dataset qcfs/intnet: {err}") from None
-    params = read_qcfs_layers(path)
-    by_name = {p["name"]: (k, p) for k, p in params.items()}
-    for layer in net.layers:
-        if layer.name not in by_name:
-            raise ModelFileError(f"{path}: qcfs/layers has no entry for layer {layer.name}")
-        k, p = by_name[layer.name]
-        if layer.kind == "if" and (p["threshold"] != int(layer.threshold) or
-                                   not np.array_equal(p["v_init"], layer.v_init_per_channel())):
-            raise ModelFileError(f"{path}: group qcfs/layers/{k} disagrees with qcfs/intnet (layer {layer.name})")
-    return net
+    """The IntNet a .net.h5 was exported from, after checking that every group, dataset and attribute of the
+    file (layer/ weights, biases, neurons; qcfs/ thresholds, v_init, biases, ranges) is what that network
+    exports to (qcfs.exporters.netx_verify); ModelFileError otherwise."""
+    from qcfs.exporters.netx_verify import verified_netx
+
+    return verified_netx(path)

@@ -127,8 +127,11 @@ def to_nir_graph(net: IntNet):  # type: ignore[no-untyped-def]
 
 
 def export_nir(net: IntNet, out: str | Path) -> Path:
-    """Write `out` (.nir) with nir.write."""
+    """Write `out` (.nir) with nir.write, derived from the network exactly as the file states it
+    (`as_embedded`), so qcfs's importer re-derives the file bit for bit (nir_verify)."""
+    from qcfs.intnet import as_embedded
+
     nir = _nir()
     out = Path(out)
-    nir.write(out, to_nir_graph(net))
+    nir.write(out, to_nir_graph(as_embedded(net)))
     return out

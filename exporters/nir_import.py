@@ -3,13 +3,17 @@
 Two readers over one graph walk (`graph_layers`): every neuron node (IF, or I for an accumulating readout)
 collects the synapse chains that end in it — [Delay] → [Flatten] → Conv2d | Affine | Linear — and several
 chains into one node are a sum (a residual add). `load_nir_intnet` then takes the IntNet header from the
-graph's qcfs metadata and every array (weights, biases, per-channel v_init) from the nodes, and checks that
-the nodes say what the header says; qcfs.runtime.nir_stock runs the same walk with stock NIR semantics.
-Bad files: one line naming the node (ModelFileError).
+graph's qcfs metadata and every array (weights, biases, per-channel v_init) from the nodes, reads them as an
+IntNet file (qcfs.intnet.load_intnet: the one validator of every IntNet source), and accepts the file only
+if it is exactly what that network exports to (nir_verify: every node parameter — r, v_threshold, v_reset,
+conv geometry, metadata — and every edge); qcfs.runtime.nir_stock runs the same walk with stock NIR
+semantics. Bad files: one line naming the node and field (ModelFileError). HDF5 links, external storage and
+absurd declared sizes are refused before nir reads the file (hdf5_guard.scan_hdf5).
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from qcfs.errors import ModelFileError
+from qcfs.exporters.hdf5_guard import h5py_module, scan_hdf5
 from qcfs.exporters.nir_export import FORMAT_NAME, FORMAT_VERSION, _nir, node_name
-from qcfs.intnet import HardwareProfile, InputSpec, IntNet, Layer, Synapse
+from qcfs.intnet import IntNet, Synapse, load_intnet
 
 NEURONS = ("IF", "I")
 SYNAPSES = ("Conv2d", "Affine", "Linear")
@@ -44,6 +49,12 @@ def read_nir(path: str | Path):  # type: ignore[no-untyped-def]
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such file")
+    h5py = h5py_module()
+    try:
+        with h5py.File(path, "r") as f:
+            scan_hdf5(path, f)  # links to other files, link cycles, bombs: refused before nir reads anything
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
+        raise ModelFileError(f"{path}: not a readable NIR graph ({type(err).__name__}: {err})") from None
     try:
         return nir.read(path, type_check=False)  # nir's type inference ignores conv groups
     except Exception as err:  # noqa: BLE001 - nir/h5py raise anything on a foreign or broken file
@@ -174,86 +185,93 @@ def graph_layers(graph) -> tuple[tuple[int, ...], list[GraphLayer]]:  # type: ig
     return in_shape, order
 
 
-def _as_mode(a: np.ndarray, integer: bool, where: str) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    if not integer:
-        return a
-    if not np.array_equal(a, np.rint(a)):
-        raise ModelFileError(f"{where}: non-integer values in an integer-mode network")
-    return a.astype(np.int64)
+def _node_arrays(graph, hdr: dict[str, Any]) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """The IntNet arrays (`<layer>/bias`, `<layer>/syn<j>/weight`, per-channel `<layer>/v_init`) the graph's
+    nodes hold for the layers of the header, after checking that the wiring is the header's."""
+    _, glayers = graph_layers(graph)
+    by_node = {gl.name: gl for gl in glayers}
+    arrays: dict[str, np.ndarray] = {}
+    if len(glayers) != len(hdr["layers"]):
+        raise ModelFileError(f"graph has {len(glayers)} neuron nodes, the header {len(hdr['layers'])} layers")
+    for lh in hdr["layers"]:
+        name = lh["name"]
+        nn = node_name(name)
+        if nn not in by_node:
+            raise ModelFileError(f"no node {nn} for layer {name}")
+        gl = by_node[nn]
+        if gl.kind != lh["kind"] or list(gl.shape) != list(lh["shape"]):
+            raise ModelFileError(f"node {nn}: kind/shape {gl.kind} {gl.shape} differ from the header")
+        for j, sh in enumerate(lh["synapses"]):
+            sn = f"{nn}.syn{j}"
+            if sn not in gl.syn_nodes:
+                raise ModelFileError(f"node {sn} (synapse {j} of {name}) missing or not wired")
+            s = gl.synapses[gl.syn_nodes.index(sn)]
+            want = (sh["source"], sh["kind"], tuple(sh["stride"]), tuple(sh["padding"]), sh["groups"], sh["delay"])
+            got = (s.source if s.source == "input" else by_node[s.source].name, s.kind, tuple(s.stride),
+                   tuple(s.padding), s.groups, s.delay)
+            want = (node_name(want[0]) if want[0] != "input" else "input",) + want[1:]
+            if s.kind == "dense":  # dense stride/padding/groups are not in NIR; the header's stand
+                got = got[:2] + want[2:5] + got[5:]
+            if got != want:
+                raise ModelFileError(f"node {sn}: {got} differs from the header's {want}")
+            arrays[f"{name}/syn{j}/weight"] = s.weight
+        if lh["kind"] == "if":
+            th = np.asarray(gl.node.v_threshold)
+            if th.dtype.kind not in "iuf":
+                raise ModelFileError(f"node {nn}: v_threshold has dtype {th.dtype}; expected a number per neuron")
+            theta = lh["threshold"]
+            if not isinstance(theta, (int, float)) or isinstance(theta, bool) or th.size == 0 or \
+                    np.unique(th).size != 1 or th.reshape(-1)[0] != theta:
+                raise ModelFileError(f"node {nn}: v_threshold {np.unique(th)[:3].tolist()} differs from the "
+                                     f"header's threshold {lh['threshold']!r}")
+        if lh["v_init"] is None:
+            v0 = (gl.node.metadata or {}).get("qcfs_v_init")
+            if v0 is None:
+                raise ModelFileError(f"node {nn}: per-channel v_init but no qcfs_v_init metadata")
+            v0 = np.asarray(v0)
+            if v0.dtype.kind not in "iuf" or v0.ndim != 1:
+                raise ModelFileError(f"node {nn}: field qcfs_v_init must be one number per channel, got dtype "
+                                     f"{v0.dtype} shape {list(v0.shape)}")
+            arrays[f"{name}/v_init"] = v0
+        arrays[f"{name}/bias"] = gl.bias
+    return arrays
+
+
+def _intnet_bytes(hdr: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
+    """An IntNet file of the header and node arrays, so it is read (and validated) as any IntNet file is."""
+    buf = io.BytesIO()
+    np.savez(buf, __header__=np.frombuffer(json.dumps(hdr).encode("utf-8"), dtype=np.uint8), **arrays)
+    return buf.getvalue()
 
 
 def load_nir_intnet(path: str | Path) -> IntNet:
-    """The IntNet a qcfs `.nir` was exported from, rebuilt from header metadata + node arrays."""
+    """The IntNet a qcfs `.nir` states (header metadata + node arrays, read and validated as an IntNet file),
+    after checking that the file is exactly what that network exports to (qcfs.exporters.nir_verify)."""
+    from qcfs.exporters.nir_verify import verify_nir_file
+
     path = Path(path)
     graph = read_nir(path)
     meta = {k: _text(v) for k, v in (graph.metadata or {}).items()}
     if "qcfs_header" not in meta:
         raise ModelFileError(f"{path}: NIR graph without qcfs metadata (qcfs_header); qcfs imports only NIR files "
                              f"written by qcfs-export --backend nir (stock NIR semantics: qcfs.runtime.nir_stock)")
-    if meta.get("qcfs_format") != FORMAT_NAME or int(meta.get("qcfs_version", -1)) != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: graph metadata qcfs_format {meta.get('qcfs_format')!r} version "
-                             f"{meta.get('qcfs_version')!r}; expected {FORMAT_NAME} version {FORMAT_VERSION}")
+    fmt, version = meta.get("qcfs_format"), meta.get("qcfs_version")
+    if fmt != FORMAT_NAME or not isinstance(version, (int, np.integer)) or int(version) != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: graph metadata qcfs_format {fmt!r} qcfs_version {version!r}; expected "
+                             f"{FORMAT_NAME} version {FORMAT_VERSION} (an integer); re-export it with qcfs-export")
     try:
         hdr = json.loads(meta["qcfs_header"])
-    except (TypeError, json.JSONDecodeError) as err:
+    except (TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: graph metadata qcfs_header is not JSON ({err})") from None
+    if not isinstance(hdr, dict) or not isinstance(hdr.get("layers"), list):
+        raise ModelFileError(f"{path}: graph metadata qcfs_header is not an IntNet header (no layers list)")
     try:
-        _, glayers = graph_layers(graph)
-        by_node = {gl.name: gl for gl in glayers}
-        integer = hdr["mode"] == "int"
-        layers = []
-        for lh in hdr["layers"]:
-            nn = node_name(lh["name"])
-            if nn not in by_node:
-                raise ModelFileError(f"{path}: no node {nn} for layer {lh['name']}")
-            gl = by_node[nn]
-            if gl.kind != lh["kind"] or list(gl.shape) != list(lh["shape"]):
-                raise ModelFileError(f"{path}: node {nn}: kind/shape {gl.kind} {gl.shape} differ from the header")
-            syns = []
-            for j, sh in enumerate(lh["synapses"]):
-                sn = f"{nn}.syn{j}"
-                if sn not in gl.syn_nodes:
-                    raise ModelFileError(f"{path}: node {sn} (synapse {j} of {lh['name']}) missing or not wired")
-                s = gl.synapses[gl.syn_nodes.index(sn)]
-                want = (sh["source"], sh["kind"], tuple(sh["stride"]), tuple(sh["padding"]), int(sh["groups"]),
-                        int(sh["delay"]))
-                got = (s.source if s.source == "input" else by_node[s.source].name, s.kind, tuple(s.stride),
-                       tuple(s.padding), int(s.groups), int(s.delay))
-                want = (node_name(want[0]) if want[0] != "input" else "input",) + want[1:]
-                if s.kind == "dense":  # dense stride/padding/groups are not in NIR; the header's stand
-                    got = got[:2] + want[2:5] + got[5:]
-                if got != want:
-                    raise ModelFileError(f"{path}: node {sn}: {got} differs from the header's {want}")
-                syns.append(Synapse(source=sh["source"], kind=sh["kind"], weight=_as_mode(s.weight, integer, f"node {sn}"),
-                                    stride=tuple(sh["stride"]), padding=tuple(sh["padding"]),
-                                    groups=int(sh["groups"]), delay=int(sh["delay"])))
-            if lh["kind"] == "if":
-                th = np.unique(np.asarray(gl.node.v_threshold))
-                if th.size != 1 or float(th[0]) != float(lh["threshold"]):
-                    raise ModelFileError(f"{path}: node {nn}: v_threshold {th[:3].tolist()} differs from "
-                                         f"threshold {lh['threshold']}")
-            if lh["v_init"] is None:
-                v0 = (gl.node.metadata or {}).get("qcfs_v_init")
-                if v0 is None:
-                    raise ModelFileError(f"{path}: node {nn}: per-channel v_init but no qcfs_v_init metadata")
-                v_init = _as_mode(np.asarray(v0).reshape(-1), integer, f"node {nn} qcfs_v_init")
-            else:
-                v_init = lh["v_init"]
-            layers.append(Layer(name=lh["name"], kind=lh["kind"], shape=tuple(lh["shape"]),
-                                bias=_as_mode(gl.bias, integer, f"node {nn}.syn0 bias"), threshold=lh["threshold"],
-                                v_init=v_init, synapses=syns, depth=int(lh["depth"]),
-                                float32_exact=bool(lh["float32_exact"])))
-        if len(glayers) != len(layers):
-            raise ModelFileError(f"{path}: graph has {len(glayers)} neuron nodes, the header {len(layers)} layers")
-        inp = hdr["input"]
-        return IntNet(mode=hdr["mode"],
-                      input=InputSpec(shape=tuple(inp["shape"]), mean=tuple(inp["mean"]), std=tuple(inp["std"]),
-                                      scale=inp["scale"], bits=int(inp["bits"])),
-                      layers=layers, L=int(hdr["L"]), phi=float(hdr["phi"]), profile=HardwareProfile(**hdr["profile"]),
-                      readout_scale=float(hdr["readout_scale"]), metadata=dict(hdr.get("metadata", {})))
+        arrays = _node_arrays(graph, hdr)
     except ModelFileError as err:
         msg = str(err)
         raise ModelFileError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         raise ModelFileError(f"{path}: qcfs_header incomplete or inconsistent with the graph ({err!r})") from None
+    net = load_intnet(io.BytesIO(_intnet_bytes(hdr, arrays)), name=f"{path}: qcfs_header and nodes")
+    verify_nir_file(path, net, hdr)
+    return net

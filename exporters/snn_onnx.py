@@ -16,7 +16,8 @@ Exactness (checked per layer here, ValueError otherwise): int8 weights and 0/1 s
 kernels when every partial sum is < 2^31 (int32 accumulation); weights beyond int8 use float32 Conv/MatMul
 where the layer's float32_exact flag and numpy_synapse.exact_bound (< 2^24) prove it exact. The membrane is
 int32 when |v| + |current| < 2^31 can be proved, else int64. The readout accumulates in int64.
-The source IntNet travels in the metadata (base64 .npz + sha256), so qcfs-run can report on the same network.
+The source IntNet travels in the metadata (base64 .npz + sha256), so qcfs-run can report on the same network;
+loading (qcfs.exporters.snn_onnx_verify) rebuilds the graph from it and refuses any difference.
 """
 
 from __future__ import annotations
@@ -366,8 +367,10 @@ def export_snn_onnx(net: IntNet, out: str | Path, kernels: str = "auto") -> Path
 
     from qcfs.errors import QCFSError
 
+    from qcfs.intnet import as_embedded
+
     try:
-        model = build_snn_onnx(net, kernels)
+        model = build_snn_onnx(as_embedded(net), kernels)  # the graph of exactly the network it embeds
     except ValueError as err:
         raise QCFSError(f"cannot export this network as snn-onnx: {err}") from None
     out = Path(out)
@@ -390,9 +393,14 @@ def embedded_intnet(model, path: str | Path = "model") -> IntNet:  # type: ignor
         raise ModelFileError(f"{path}: snn-onnx version {props.get('qcfs_version')!r}; this qcfs reads "
                              f"{FORMAT_VERSION}")
     try:
-        net = load_intnet(io.BytesIO(base64.b64decode(props[META_INTNET], validate=True)))
+        raw = base64.b64decode(props[META_INTNET], validate=True)
     except (KeyError, ValueError) as err:
         raise ModelFileError(f"{path}: snn-onnx without a readable source network ({err!r})") from None
+    from qcfs.safe_io import check_zip_members
+
+    label = f"{path}: metadata {META_INTNET}"
+    check_zip_members(io.BytesIO(raw), label)
+    net = load_intnet(io.BytesIO(raw), name=label)
     if intnet_digest(net) != props.get(META_DIGEST):
         raise ModelFileError(f"{path}: embedded network does not match its digest")
     return net

@@ -35,6 +35,19 @@ def chunk_size(net: IntNet, T: int) -> int:
     return max(1, SNN_ONNX_BYTES // (T * neurons * 10))
 
 
+def _verified_model(path: str | Path, net: IntNet):  # type: ignore[no-untyped-def]
+    """The verified graph of an .snn.onnx file, refused unless it states `net` (the file may have changed
+    since `net` was read from it)."""
+    from qcfs.errors import ModelFileError
+    from qcfs.exporters.lava_export import intnet_digest
+
+    model, stated = load_snn_onnx(path)
+    if intnet_digest(stated) != intnet_digest(net):
+        raise ModelFileError(f"{path}: states another network than the one being simulated (changed since it "
+                             "was loaded?)")
+    return model
+
+
 def simulate_ort(net: IntNet, images01: np.ndarray, Ts: list[int], *, model=None, batch_size: int = 256,  # type: ignore[no-untyped-def]
                  threads: int = 0, progress: bool = True, kernels: str = "auto") -> SimResult:
     """Simulate with onnxruntime; `model` is the exported ModelProto or path (built from `net` when None)."""
@@ -48,6 +61,8 @@ def simulate_ort(net: IntNet, images01: np.ndarray, Ts: list[int], *, model=None
         images01 = images01[:, None]
     if tuple(images01.shape[1:]) != tuple(net.input.shape):
         raise ValueError(f"images have shape {images01.shape[1:]}, the network expects {tuple(net.input.shape)}")
+    if isinstance(model, (str, Path)):  # a file runs only once verified, as the network `net` it states
+        model = _verified_model(model, net)
     sess = session(model if model is not None else build_snn_onnx(net, kernels), threads)
     names = [o.name for o in sess.get_outputs()]
     T = Ts[-1]
@@ -66,16 +81,8 @@ def simulate_ort(net: IntNet, images01: np.ndarray, Ts: list[int], *, model=None
 
 
 def load_snn_onnx(path: str | Path):  # type: ignore[no-untyped-def]
-    """(ModelProto, its source IntNet) of an .snn.onnx file; unreadable or foreign files raise ModelFileError."""
-    import onnx
+    """(ModelProto, its source IntNet) of an .snn.onnx file whose graph is exactly what that network exports
+    to (qcfs.exporters.snn_onnx_verify); unreadable, foreign or edited files raise ModelFileError."""
+    from qcfs.exporters.snn_onnx_verify import verified_snn_onnx
 
-    from qcfs.errors import ModelFileError
-    from qcfs.exporters.snn_onnx import embedded_intnet
-
-    try:
-        model = onnx.load_model(str(path))
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
-    except Exception as err:  # onnx raises DecodeError and friends from protobuf
-        raise ModelFileError(f"{path}: not a readable ONNX model ({type(err).__name__})") from None
-    return model, embedded_intnet(model, path)
+    return verified_snn_onnx(path)

@@ -134,7 +134,7 @@ def test_errors_name_group_or_layer(tmp_path, digits_file) -> None:  # type: ign
     tampered.write_bytes(path.read_bytes())
     with h5py.File(tampered, "r+") as f:
         del f["qcfs/layers/2/v_init"]
-    with pytest.raises(ModelFileError, match="group qcfs/layers/2 is incomplete"):
+    with pytest.raises(ModelFileError, match=r"qcfs/layers/2/v_init \(missing\) \(layer '.*'\) differs"):
         load_netx_intnet(tampered)
     r = _cli("export", str(path), "--backend", "netx", "-o", str(path))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from qcfs.errors import BackendError
-from qcfs.exporters.netx_export import load_netx_intnet, read_qcfs_layers
+from qcfs.exporters.netx_export import export_netx, load_netx_intnet, read_qcfs_layers
 from qcfs.runtime.lava.backend import run_worker
 from qcfs.runtime.result import SimResult
 from qcfs.semantics import encode_input
@@ -31,8 +31,7 @@ def simulate_netx(path: str | Path, images01: np.ndarray, Ts: list[int], *, sema
     if not Ts or Ts[0] < 1:
         raise BackendError(f"Ts must be positive integers, got {Ts}")
     path = Path(path)
-    net = load_netx_intnet(path)  # checks the file before any process starts
-    names = [p["name"] for _, p in sorted(read_qcfs_layers(path).items()) if p["kind"] == "if"]
+    net = load_netx_intnet(path)  # the whole file verified before any process starts
     images01 = np.asarray(images01)
     if images01.ndim == 3:
         images01 = images01[:, None]
@@ -41,8 +40,12 @@ def simulate_netx(path: str | Path, images01: np.ndarray, Ts: list[int], *, sema
     x = encode_input(images01, net.input.mean, net.input.std, net.input.scale, net.input.bits)
     with tempfile.TemporaryDirectory(prefix="qcfs-netx-") as tmp_name:
         tmp = Path(tmp_name)
+        # the worker runs a copy derived from the verified network, never the file itself: what runs is what
+        # was verified (the file cannot change between check and use)
+        netx_file = export_netx(net, tmp / "net.net.h5")
+        names = [p["name"] for _, p in sorted(read_qcfs_layers(netx_file).items()) if p["kind"] == "if"]
         np.save(tmp / "inputs.npy", np.ascontiguousarray(x.transpose(0, 3, 2, 1)).astype(np.int32))
-        job = {"kind": "netx", "netx_file": str(path.resolve()), "semantics": semantics, "T": Ts[-1]}
+        job = {"kind": "netx", "netx_file": str(netx_file.resolve()), "semantics": semantics, "T": Ts[-1]}
         (tmp / "job.json").write_text(json.dumps(job))
         res = run_worker(tmp, timeout_s, progress)
     return SimResult(
