@@ -210,28 +210,44 @@ def is_intnet_file(path: str | Path) -> bool:
         return False
 
 
-def load_intnet(path: str | Path | io.BytesIO) -> IntNet:
-    """Read an IntNet file (or its bytes), validating format/version; bad files raise ModelFileError."""
+def load_intnet(path: str | Path | io.BytesIO, label: str | None = None) -> IntNet:
+    """Read an IntNet file (or its bytes), validating format/version; bad files raise ModelFileError, which
+    start with `label` (default: the path; "embedded IntNet" for bytes, never the buffer's repr). A file whose
+    arrays do not fit in memory is one line naming it and what it needed, not a MemoryError."""
+    if label is None:
+        label = "embedded IntNet" if isinstance(path, io.BytesIO) else str(path)
+    try:
+        return _load_intnet(path, label)
+    except MemoryError as err:
+        from qcfs.safe_io import declared_unpacked_bytes
+
+        size = declared_unpacked_bytes(path)
+        arrays = f"its arrays unpack to {size / (1 << 20):.0f} MB, " if size else ""
+        raise ModelFileError(f"{label}: not enough memory to load it ({arrays}{str(err) or 'an allocation failed'}); "
+                             "free memory or use a machine with more") from None
+
+
+def _load_intnet(path: str | Path | io.BytesIO, label: str) -> IntNet:
     if not isinstance(path, io.BytesIO):
         path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
+        raise ModelFileError(f"{label}: no such file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise ModelFileError(f"{path}: not a readable qcfs integer network (.npz): {err}") from None
+        raise ModelFileError(f"{label}: not a readable qcfs integer network (.npz): {err}") from None
     if "__header__" not in arrays:
-        raise ModelFileError(f"{path}: .npz without a qcfs-intnet header; export one with qcfs-export")
+        raise ModelFileError(f"{label}: .npz without a qcfs-intnet header; export one with qcfs-export")
     try:
         hdr = json.loads(arrays["__header__"].tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{path}: corrupt qcfs-intnet header: {err}") from None
+        raise ModelFileError(f"{label}: corrupt qcfs-intnet header: {err}") from None
     if not isinstance(hdr, dict):
-        raise ModelFileError(f"{path}: qcfs-intnet header is not a JSON object (got {type(hdr).__name__})")
+        raise ModelFileError(f"{label}: qcfs-intnet header is not a JSON object (got {type(hdr).__name__})")
     if hdr.get("format") != FORMAT_NAME or hdr.get("version") not in READABLE_VERSIONS:
         raise ModelFileError(
-            f"{path}: format {hdr.get('format')!r} version {hdr.get('version')!r}; "
+            f"{label}: format {hdr.get('format')!r} version {hdr.get('version')!r}; "
             f"this qcfs reads {FORMAT_NAME} versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
     # raw header values go in unconverted (int(3.7) would hide a bad field); validate_intnet checks every one
@@ -281,10 +297,10 @@ def load_intnet(path: str | Path | io.BytesIO) -> IntNet:
             metadata=hdr.get("metadata", {}),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise ModelFileError(f"{path}: qcfs-intnet file is incomplete or inconsistent ({err!r})") from None
+        raise ModelFileError(f"{label}: qcfs-intnet file is incomplete or inconsistent ({err!r})") from None
     from qcfs.intnet_validate import validate_intnet
 
-    validate_intnet(net, str(path) if not isinstance(path, io.BytesIO) else "embedded IntNet")
+    validate_intnet(net, label)
     return _normalised(net)
 
 
