@@ -152,6 +152,11 @@ def map_state_dict(theirs: dict[str, torch.Tensor], arch: str, source: str = "ch
     ours: dict[str, torch.Tensor] = {}
     for src, dst in m.pairs.items():
         t = theirs[src].detach().clone()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ModelFileError(f"{source}: key {src!r} holds NaN or infinite values; not a trained network")
+        if dst.endswith(".running_var") and bool((t < 0).any()):
+            raise ModelFileError(f"{source}: key {src!r} (BatchNorm running variance) has negative entries "
+                                 f"(min {float(t.min()):.4g}); a variance cannot be negative, the file is corrupt")
         if dst.endswith(".lam"):
             if t.numel() != 1:
                 raise ModelFileError(f"{source}: key {src!r} (λ) has {t.numel()} values; one per layer expected")

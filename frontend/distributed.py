@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -19,6 +20,7 @@ from torch import nn
 from qcfs.errors import QCFSError
 
 TORCHRUN_HINT = "torchrun --nproc-per-node K -m qcfs.cli.train --ddp ..."
+DEFAULT_JOIN_TIMEOUT_S = 120.0  # for every process to reach MASTER_ADDR:MASTER_PORT (QCFS_DDP_JOIN_TIMEOUT)
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,43 @@ def init(device: str) -> tuple[Dist, torch.device]:
         dev = torch.device("cpu")
         backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, rank=rank, world_size=world)
+        dist.init_process_group(backend, store=_join(rank, world), rank=rank, world_size=world)
     # a second group for the CPU BatchNorm statistics, so their collectives never interleave with DDP's
     # asynchronous gradient buckets on one group (torch.nn.SyncBatchNorm, on CUDA, manages its own)
     bn_group = dist.new_group(backend="gloo") if backend == "gloo" else None
     return Dist(rank, world, local, bn_group), dev
+
+
+def join_timeout() -> float:
+    raw = os.environ.get("QCFS_DDP_JOIN_TIMEOUT")
+    try:
+        value = float(raw) if raw else DEFAULT_JOIN_TIMEOUT_S
+    except ValueError:
+        raise QCFSError(f"QCFS_DDP_JOIN_TIMEOUT must be a number of seconds, got {raw!r}") from None
+    if not 0 < value < 86400:
+        raise QCFSError(f"QCFS_DDP_JOIN_TIMEOUT must be in (0, 86400) seconds, got {raw!r}")
+    return value
+
+
+def _join(rank: int, world: int) -> dist.Store:
+    """torch's env:// rendezvous (the store torchrun's agent hosts, or rank 0's), waiting at most
+    join_timeout() for every process. Why not init_process_group's own: its timeout also bounds every later
+    collective, and its default (30 min) let a run whose master is unreachable sit silent; here the wait to
+    join is short and the store then gets torch's default for the training's own waits (checkpoint barrier)."""
+    from torch.distributed.constants import default_pg_timeout
+
+    wait = join_timeout()
+    where = f"MASTER_ADDR={os.environ.get('MASTER_ADDR')} MASTER_PORT={os.environ.get('MASTER_PORT')}"
+    try:
+        store, _, _ = next(dist.rendezvous("env://", rank, world, timeout=timedelta(seconds=wait)))
+    except ValueError as err:  # a missing or malformed MASTER_ADDR / MASTER_PORT
+        raise QCFSError(f"--ddp: {' '.join(str(err).split())[:200]} ({TORCHRUN_HINT} sets them)") from None
+    except RuntimeError as err:  # DistStoreError, DistNetworkError: nobody there, or not everyone came
+        raise QCFSError(f"--ddp: rank {rank} of {world} could not join the others at {where} within {wait:g} s "
+                        f"({' '.join(str(err).split())[:160]}); start every process (torchrun) and check that "
+                        "the address is reachable (QCFS_DDP_JOIN_TIMEOUT changes the wait)") from None
+    store.set_timeout(default_pg_timeout)
+    return store
 
 
 def shutdown(ctx: Dist) -> None:

@@ -27,6 +27,12 @@ from qcfs.intnet import IntNet
 # NumPy 2-6e9 MAC/s and ~200 µs per layer-step at batch 1, so these are 5x-10x faster than observed
 MAC_RATE = {"numpy": 3e10, "torch-cpu": 3e10, "torch-cuda": 5e13, "lava": 1e9}
 STEP_OVERHEAD_S = {"numpy": 2e-5, "torch-cpu": 1e-5, "torch-cuda": 1e-5, "lava": 1e-4}
+# Lava's input: a RingBuffer of int32 columns, one per step, for a chunk of samples that the worker sizes to
+# at most LAVA_MAX_RING_ELEMS elements but never less than one sample (in_elems x T: 2.6 GB at T = 10^7 for
+# 8x8 digits). It is held at least LAVA_RING_COPIES times at once: np.repeat's result in the builder and the
+# copy in the RingBuffer's process model (read from runtime/lava/build.py and lava-nc 0.10; a lower bound, not measured).
+LAVA_MAX_RING_ELEMS = 1 << 24
+LAVA_RING_COPIES = 2
 BYTES_PER_NEURON = 33  # int64 membrane + int64 scratch + int64 constant current + bool spikes + int64 current
 DEFAULT_MAX_HOURS = 24.0
 
@@ -85,7 +91,9 @@ def estimate(net: IntNet, n_samples: int, Ts: list[int], batch: int, backend: st
     if key == "lava":  # one stream of N·T steps (batch is irrelevant); results are kept per step: [N, T] per layer
         seconds = steps * (stats.ann_macs / MAC_RATE[key]) + (steps + layers) * STEP_OVERHEAD_S[key]
         memory = 2 * 8 * steps * (len(net.if_layers) + net.num_classes)
-        return Estimate(seconds, int(memory))
+        per_sample = int(np.prod(net.input.shape)) * t_max
+        ring = max(per_sample, min(n_samples * per_sample, LAVA_MAX_RING_ELEMS))
+        return Estimate(seconds, int(memory + LAVA_RING_COPIES * 4 * ring))
     seconds = steps * stats.ann_macs / MAC_RATE[key] + n_batches * t_max * layers * STEP_OVERHEAD_S[key]
     all_neurons = stats.total_neurons + net.num_classes
     in_elems = int(net.input.shape[0] * net.input.shape[1] * net.input.shape[2])

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
+import threading
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from qcfs.errors import BackendError
+from qcfs import safe_io
+from qcfs.errors import BackendError, QCFSError
 from qcfs.evaluate import Evaluation, ShardResult, merge, run_shard, shard_slices
 from qcfs.intnet import IntNet
 from qcfs.samples import SampleSource, SplitSpec, open_split
@@ -43,32 +46,89 @@ def shard_task(net: IntNet, canon_bytes: bytes | None, spec: SplitSpec, indices:
     return run_shard(net, canon_bytes, _worker_source(spec), indices, opts)
 
 
+def connect_timeout() -> float:
+    """Seconds to wait for a scheduler: QCFS_SCHEDULER_TIMEOUT, else Dask's distributed.comm.timeouts.connect
+    (30 s unless configured)."""
+    raw = os.environ.get("QCFS_SCHEDULER_TIMEOUT")
+    if not raw:
+        import dask
+        from dask.utils import parse_timedelta
+
+        return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s"))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise QCFSError(f"QCFS_SCHEDULER_TIMEOUT must be a number of seconds, got {raw!r}") from None
+    if not 0 < value < 86400:
+        raise QCFSError(f"QCFS_SCHEDULER_TIMEOUT must be in (0, 86400) seconds, got {raw!r}")
+    return value
+
+
+def scheduler_address(scheduler: str) -> str:
+    """The address in a scheduler file (`dask scheduler --scheduler-file F`, dask-mpi), or `scheduler` itself.
+    Read here, not by Dask: Dask retries a truncated file and then fails with a bare AssertionError."""
+    if not os.path.exists(scheduler):
+        return scheduler
+    label = f"--scheduler {scheduler}"
+    doc = safe_io.read_json(scheduler, label, BackendError)
+    address = doc.get("address") if isinstance(doc, dict) else None
+    if not isinstance(address, str) or "://" not in address:
+        raise BackendError(f"{label}: not a Dask scheduler file (no \"address\" such as tcp://host:8786)")
+    return address
+
+
+def _client_within(address: str, timeout: float, label: str) -> Any:
+    """Client(address), or BackendError after `timeout` seconds of wall time. Why a thread: Dask bounds each
+    phase of its handshake by the timeout, not the whole, so a port that accepts connections and never
+    answers held the user for minutes; the thread that keeps waiting is a daemon and dies with the process."""
+    from dask.distributed import Client
+
+    box: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            box["client"] = Client(address, timeout=timeout)
+        except BaseException as err:  # noqa: BLE001 - reported below, in the caller's thread
+            box["error"] = err
+
+    thread = threading.Thread(target=attempt, name="qcfs-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    if thread.is_alive():
+        raise BackendError(f"{label}: no answer within {timeout:g} s (something accepts "
+                           "connections there but is not a Dask scheduler, or it is overloaded); check the "
+                           "address (QCFS_SCHEDULER_TIMEOUT changes the wait)")
+    err = box.get("error")
+    if err is not None:
+        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        raise BackendError(f"{label}: cannot connect ({detail}); is the scheduler running and "
+                           "reachable from here?")
+    return box["client"]
+
+
 @contextlib.contextmanager
 def connect(workers: int | None, scheduler: str | None) -> Iterator[object]:
     """A Dask client: on a new LocalCluster of `workers` processes (one thread each: the backends use their
     own BLAS threads), or on the cluster whose scheduler is at `scheduler`."""
     try:
+        import dask
         from dask.distributed import Client, LocalCluster
     except ImportError as err:
         raise BackendError(f"--workers/--scheduler need Dask ({err}); pip install 'dask[distributed]' "
                            "(or qcfs[distributed])") from None
     if scheduler:
-        # a scheduler file (`dask scheduler --scheduler-file F`, dask-mpi) or an address; waits up to
-        # distributed.comm.timeouts.connect (Dask's default 30 s)
-        where = {"scheduler_file": scheduler} if os.path.isfile(scheduler) else {"address": scheduler}
-        try:
-            client = Client(**where)
-        except (OSError, TimeoutError, ValueError, KeyError) as err:  # unreachable; unreadable scheduler file
-            raise BackendError(f"--scheduler {scheduler}: cannot connect ({err}); is the scheduler running "
-                               "and reachable from here?") from None
+        client = _client_within(scheduler_address(scheduler), connect_timeout(), f"--scheduler {scheduler}")
         try:
             yield client
         finally:
             client.close()
         return
-    # dashboard on any free port (":0"): two runs on one machine never fight over 8787
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=50) as cluster, Client(cluster) as client:
+    # dashboard on any free port (":0"): two runs on one machine never fight over 8787; the workers' spill
+    # space goes into a temporary folder removed afterwards (Dask's default, $TMPDIR/dask-scratch-space, stays)
+    with tempfile.TemporaryDirectory(prefix="qcfs-dask-", ignore_cleanup_errors=True) as scratch, \
+            dask.config.set({"temporary-directory": scratch}), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                         silence_logs=50, local_directory=scratch) as cluster, Client(cluster) as client:
         yield client
 
 

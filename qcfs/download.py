@@ -400,8 +400,12 @@ def unpack_tar(archive: Path, root: Path, top: str, required: tuple[str, ...]) -
                         tf.extract(member, tmp, set_attrs=False, filter="data")
                     else:  # pragma: no cover - older Pythons: _check_member is the whole guard
                         tf.extract(member, tmp, set_attrs=False)
+        except tarfile.ReadError:  # its text lists every compression tried, one line each
+            raise DatasetError(f"{archive}: is not a tar archive (plain, gzip, bzip2 or xz); delete it and run "
+                               "again (check the URL or QCFS_DOWNLOAD_MANIFEST)") from None
         except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
-            raise DatasetError(f"{archive}: cannot unpack ({type(err).__name__}: {err}); delete it and run "
+            detail = " ".join(str(err).split())
+            raise DatasetError(f"{archive}: cannot unpack ({type(err).__name__}: {detail}); delete it and run "
                                "again") from None
         missing = [r for r in required if not (tmp / top / r).is_file()]
         if missing:

@@ -211,11 +211,25 @@ def is_intnet_file(path: str | Path) -> bool:
 
 
 def load_intnet(path: str | Path | io.BytesIO, name: str | None = None) -> IntNet:
-    """Read an IntNet file (or its bytes), validating format/version; bad files raise ModelFileError.
-    `name` is what messages call the file (for bytes embedded in another file: that file and field)."""
+    """Read an IntNet file (or its bytes), validating format/version; bad files raise ModelFileError, which
+    start with `name` (default: the path; "embedded IntNet" for bytes, never the buffer's repr; for bytes
+    embedded in another file, that file and field). A file whose arrays do not fit in memory is one line naming
+    it and what it needed, not a MemoryError."""
+    label = name or ("embedded IntNet" if isinstance(path, io.BytesIO) else str(path))
+    try:
+        return _load_intnet(path, label)
+    except MemoryError as err:
+        from qcfs.safe_io import declared_unpacked_bytes
+
+        size = declared_unpacked_bytes(path)
+        arrays = f"its arrays unpack to {size / (1 << 20):.0f} MB, " if size else ""
+        raise ModelFileError(f"{label}: not enough memory to load it ({arrays}{str(err) or 'an allocation failed'}); "
+                             "free memory or use a machine with more") from None
+
+
+def _load_intnet(path: str | Path | io.BytesIO, label: str) -> IntNet:
     if not isinstance(path, io.BytesIO):
         path = Path(path)
-    label = name or (str(path) if not isinstance(path, io.BytesIO) else "embedded IntNet")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

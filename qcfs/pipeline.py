@@ -86,8 +86,13 @@ def canonical_onnx(path: Path, authors: dict | None = None, **import_options):  
         raise QCFSError(f"{path}: --arch {authors['arch']} reads the authors' .pth state dicts, not a {kind} file")
     if kind == "checkpoint":
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = checkpoint_to_onnx(path, Path(tmp) / "model.onnx", authors=authors)
-            return load_canonical(onnx_path, **import_options)
+            onnx_path = Path(tmp) / "model.onnx"
+            try:
+                checkpoint_to_onnx(path, onnx_path, authors=authors)
+                return load_canonical(onnx_path, **import_options)
+            except QCFSError as err:  # name the user's checkpoint, not the intermediate file
+                text = str(err).replace(str(onnx_path), f"{path} (as ONNX)").replace(tmp, str(path.parent))
+                raise type(err)(text) from None
     if kind == "onnx":
         return load_canonical(path, **import_options)
     raise ModelFileError(f"{path}: is an exported {kind} network, not a checkpoint or ONNX file")

@@ -79,6 +79,17 @@ def read_json(path: str | os.PathLike, label: str, error: type[QCFSError] = QCFS
         raise error(f"{label}: not JSON ({err})") from None
 
 
+def declared_unpacked_bytes(source: str | os.PathLike | IO[bytes]) -> int | None:
+    """What the members of a zip/npz declare uncompressed, in bytes (None: not a readable zip)."""
+    try:
+        if hasattr(source, "seek"):
+            source.seek(0)  # type: ignore[union-attr]
+        with zipfile.ZipFile(source) as zf:
+            return sum(max(0, i.file_size) for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None
+
+
 def check_zip_members(source: str | os.PathLike | IO[bytes], name: str | None = None,
                       error: type[QCFSError] = ModelFileError) -> None:
     """Refuse a zip/npz whose members declare more than `max_unpacked_bytes()` uncompressed, before any
@@ -149,7 +160,21 @@ def check_output(path: str | os.PathLike, flag: str, inputs: Iterable[str | os.P
         raise QCFSError(f"{flag} {p}: folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise QCFSError(f"{flag} {p}: folder {folder} is not writable")
+    _probe_folder(folder, f"{flag} {p}")
     return real
+
+
+def _probe_folder(folder: Path, label: str) -> None:
+    """Create and remove one temporary file in `folder`: access() says yes to root everywhere and to pseudo
+    file systems (/proc, /sys) that refuse new files, so only trying tells, before any work is done."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".qcfs-probe.", suffix=".tmp-probe")
+    except OSError as err:
+        raise QCFSError(f"{label}: cannot create files in {folder} ({err.strerror or err}); choose another "
+                        "folder") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
 
 
 def check_output_dir(path: str | os.PathLike, flag: str, names: Iterable[str],
@@ -162,12 +187,14 @@ def check_output_dir(path: str | os.PathLike, flag: str, names: Iterable[str],
     if p.is_dir():
         if not os.access(p, os.W_OK | os.X_OK):
             raise QCFSError(f"{flag} {p}: directory is not writable")
+        _probe_folder(p, f"{flag} {p}")
     else:
         parent = Path(os.path.realpath(p)).parent
         if not parent.is_dir():
             raise QCFSError(f"{flag} {p}: folder {parent} does not exist; create it first")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise QCFSError(f"{flag} {p}: folder {parent} is not writable")
+        _probe_folder(parent, f"{flag} {p}")
     inputs = [i for i in inputs if i is not None]
     for name in names:
         for other in inputs:
@@ -181,7 +208,11 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary path in `target`'s folder (same name ending, so writers that look at the suffix
     behave); on success it replaces `target` atomically (os.replace), on any exception it is removed."""
     target = Path(os.path.realpath(target))
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp-{target.name}")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp-{target.name}")
+    except OSError as err:
+        raise QCFSError(f"{target}: cannot create files in {target.parent} ({err.strerror or err}); choose "
+                        "another folder") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:

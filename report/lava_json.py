@@ -39,7 +39,9 @@ def _result_problem(r: Any) -> str | None:
         return "is not an object"
     if not isinstance(r.get("T"), int) or isinstance(r.get("T"), bool) or r["T"] < 1:
         return f"has T = {r.get('T')!r}, expected a positive integer"
-    acc = r.get("accuracy")
+    if "accuracy" not in r:  # the plot and the table read it for every entry
+        return "has no accuracy, expected a fraction in [0, 1] or null"
+    acc = r["accuracy"]
     if acc is not None and not (_finite(acc) and 0 <= acc <= 1):
         return f"has accuracy = {acc!r}, expected a fraction in [0, 1] or null"
     for key in ("spikes_per_sample", "synops_per_sample", "spikes_per_neuron_per_step"):

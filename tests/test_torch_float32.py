@@ -19,6 +19,8 @@ from test_torch_runtime import _assert_identical  # noqa: E402
 from qcfs.runtime.numpy_snn import simulate  # noqa: E402
 from qcfs.runtime.torch_snn import layer_dtypes, simulate_torch  # noqa: E402
 
+pytestmark = pytest.mark.kernels  # exact by proof on any kernel set: `make test` checks it under a second one
+
 
 def test_float32_chosen_only_where_proved() -> None:
     net = random_net(0, "int", membrane_bits=24)

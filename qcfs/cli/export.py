@@ -11,7 +11,7 @@ from pathlib import Path
 
 from qcfs import safe_io
 from qcfs.cli import OneLineParser
-from qcfs.cli.values import L_VALUE, integer, number
+from qcfs.cli.values import L_VALUE, SEED, integer, number
 from qcfs.errors import QCFSError, cli_entry
 
 BACKENDS = ("onnx", "intnet", "lava", "snn-onnx", "netx", "nir")
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"tune per-channel integer biases / initial membranes for --target-T: {', '.join(calib_methods())}")
     g.add_argument("--target-T", type=int, help="the time window the calibration optimises (needs --snn-calib)")
     g.add_argument("--calib-samples", type=int, default=1024, help="training images to calibrate on (default 1024)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the calibration sample (default 0)")
+    g.add_argument("--seed", type=SEED, default=0, help="seed of the calibration sample, 0..2^32-1 (default 0)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -63,12 +64,36 @@ NORMALIZE_HELP = (
 )
 
 
+MAX_T = 10**9  # time steps: far beyond any run that finishes (the budget refuses long ones), yet every count
+# and step index stays an exact float64 and int64 (a 400-digit T overflowed float conversions)
+
+
 def parse_ts(text: str) -> list[int]:
-    """'1,2,4' -> [1, 2, 4]; every T a positive integer."""
+    """'1,2,4' -> [1, 2, 4]; every T an integer in 1..MAX_T."""
     try:
-        return sorted({positive_int(part.strip()) for part in text.split(",")})
+        ts = sorted({positive_int(part.strip()) for part in text.split(",")})
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"T values must be positive integers, got {text!r}") from None
+    if ts[-1] > MAX_T:
+        digits = str(ts[-1])
+        shown = digits if len(digits) <= 15 else f"a {len(digits)}-digit number"
+        raise argparse.ArgumentTypeError(f"T values must be at most {MAX_T:,}, got {shown}")
+    return ts
+
+
+def worker_count_arg(text: str) -> int:
+    """--workers N: N local processes; more than MAX_WORKERS_PER_CPU per CPU only thrashes (an existing
+    cluster of any size: --scheduler)."""
+    n = positive_int(text)
+    cap = MAX_WORKERS_PER_CPU * (os.cpu_count() or 1)
+    if n > cap:
+        raise argparse.ArgumentTypeError(f"--workers {n} would start {n} processes on this machine's "
+                                         f"{os.cpu_count() or 1} CPUs; use at most {cap} (a larger cluster: "
+                                         "--scheduler ADDRESS)")
+    return n
+
+
+MAX_WORKERS_PER_CPU = 4
 
 
 def positive_int(text: str) -> int:
@@ -135,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lava backend: seconds (default 3600)")
     p.add_argument("--max-hours", type=number(0, 24 * 365, lo_open=True), default=24.0,
                    help="refuse runs estimated (optimistically) to take longer (default 24)")
-    p.add_argument("--workers", type=positive_int, metavar="N",
+    p.add_argument("--workers", type=worker_count_arg, metavar="N",
                    help="shard the samples over a new local Dask cluster of N worker processes (README: "
                         "Running on a cluster)")
     p.add_argument("--scheduler", metavar="ADDRESS|FILE",
@@ -279,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     subset = describe(len(source.labels), args.limit, args.subset)
     idx = subset_indices(len(source.labels), args.limit, args.subset)
     labels = source.labels[idx]
+    if args.normalize is not None:
+        from qcfs.toolchain.renormalize import PINNED_SAMPLES, pinned_warning
+
+        note = pinned_warning(net.input, source.images(idx[:PINNED_SAMPLES]))
+        if note:
+            print(f"qcfs-run: warning: {note}", file=sys.stderr)
     opts = sim_options(args, model, RASTER_NEURONS if args.report else 0)
     canon_bytes = canon.SerializeToString() if canon is not None else None
     with execution(args, source, len(idx)) as ex:

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qcfs.budget import LAVA_MAX_RING_ELEMS  # the chunking the budget estimate assumes
+
 
 def kill_group() -> None:
     """SIGKILL every other process of our group, then ourselves (never returns)."""
@@ -127,7 +129,7 @@ def run_job(jobdir: Path) -> None:
     images = np.load(jobdir / "inputs.npy")
     n_total = images.shape[0]
     per_sample = int(np.prod(images.shape[1:])) * T
-    chunk = max(1, min(n_total, int(job.get("max_ring_elems", 1 << 24)) // per_sample))
+    chunk = max(1, min(n_total, int(job.get("max_ring_elems", LAVA_MAX_RING_ELEMS)) // per_sample))
     extra = {}
     if job.get("fault") == "raise":
         from qcfs.runtime.lava.faults import PyIFModelRaises
@@ -165,7 +167,7 @@ def _run_netx_job(jobdir: Path, job: dict) -> None:
     T = int(job["T"])
     images = np.load(jobdir / "inputs.npy")
     n_total = images.shape[0]
-    chunk = max(1, min(n_total, int(job.get("max_ring_elems", 1 << 24)) // (int(np.prod(images.shape[1:])) * T)))
+    chunk = max(1, min(n_total, int(job.get("max_ring_elems", LAVA_MAX_RING_ELEMS)) // (int(np.prod(images.shape[1:])) * T)))
     parts, base = [], 0
     for start in range(0, n_total, chunk):
         part = run_netx(job["netx_file"], job["semantics"], images[start:start + chunk], T,
