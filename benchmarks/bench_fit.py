@@ -37,6 +37,13 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def export_imagenet(arch: str, path: Path) -> None:
     import torch
 
@@ -93,7 +100,7 @@ def main() -> int:
                 print(rows[-1], flush=True)
     doc = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "command": " ".join(["python", "benchmarks/bench_fit.py", *sys.argv[1:]]),
-           "machine": f"{platform.node()} ({os.cpu_count()} cores, shared VM, no GPU)",
+           "machine": f"{cpu_model()}, {os.cpu_count()} cores, shared VM, no GPU",
            "profile": "loihi2 (qcfs.report.chip_profiles.LOIHI2; estimate, not measured on hardware)", "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "fit.json").write_text(json.dumps(doc, indent=2) + "\n")

@@ -154,3 +154,13 @@ def test_cli_refusals_are_one_line(tmp_path: Path, capsys, argv, words) -> None:
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and not out.exists()
     assert all(w in err for w in words), err
+
+
+def test_report_folder_includes_the_estimate(tmp_path: Path) -> None:
+    from qcfs.report.writer import write_report
+
+    paths = write_report(tmp_path / "rep", run_json={"model": "small", "results": []}, net=small_net())
+    md = paths[-1].read_text()
+    assert "Will it fit: loihi2 resources (an estimate)" in md and "f1.pool0" in md
+    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert doc["resources"]["estimate"] is True and doc["resources"]["totals"]["synapses"] == 1236
