@@ -199,3 +199,16 @@ def test_lava_equals_numpy_with_separate_pooling(nets, name: str) -> None:  # ty
     ref = simulate(sep, x, [1, 2, 4], timing="pipelined", progress=False)
     res = simulate_lava(sep, x, [1, 2, 4], progress=False, timeout_s=280)
     _assert_same(ref, res, [1, 2, 4])
+
+
+def test_pool_flag_refused_where_nothing_is_converted(nets, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from qcfs.cli.export import main
+
+    src = nets["digits"][1].save(tmp_path / "d.intnet.npz")
+    for argv in ([str(src), "--backend", "lava", "--pool", "compose", "-o", str(tmp_path / "d.lava.npz")],
+                 [str(MODELS / "digits" / "model.pt"), "--backend", "onnx", "--pool", "separate",
+                  "-o", str(tmp_path / "d.onnx")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--pool" in err
+    assert not (tmp_path / "d.lava.npz").exists() and not (tmp_path / "d.onnx").exists()
