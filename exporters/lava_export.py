@@ -12,7 +12,9 @@ NumPy only (the parent process never imports Lava).
 
 File: .npz with "__header__" (UTF-8 JSON: format "qcfs-lava", version 2, intnet provenance, input spec,
 layers with Lava parameters), "<layer>/bias" and "<layer>/v_init" (IF layers; full shape, Lava layout; new in
-version 2, which carries per-channel initial membranes) and "<layer>/syn<j>/weight".
+version 2, which carries per-channel initial membranes) and "<layer>/syn<j>/weight". Version 3 (written only
+when a synapse has a sum-pool stage, IntNet Synapse.pool): such a synapse's entry has "pool" (a Lava Conv
+with weights 1 per channel whose graded window sums feed the synapse; num_message_bits holds kh·kw).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from qcfs.intnet import IntNet, Layer, Synapse
 from qcfs.semantics import membrane_limits
 
 FORMAT_NAME = "qcfs-lava"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: one v_init per layer, in the header
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # version 1: one v_init per layer, in the header; 3: synapse "pool" stages
 DENSE_WEIGHT_EXP = -1  # weights stored as 2w, see module docstring
 ACC_LIMIT = 2**23  # keep every dendritic sum inside Loihi's signed 24-bit accumulator
 
@@ -84,6 +86,25 @@ def _max_abs_input(net: IntNet, source: str) -> int:
     return (1 << (net.input.bits - 1)) if source == "input" else 1
 
 
+def _pool_entry(syn: Synapse, src_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The separate sum-pool stage as a Lava Conv with weights 1 per channel (groups = C): it receives binary
+    spikes and sends each window's sum as a graded message to the synapse (one more step, as IntNet depth
+    counts it)."""
+    pool = syn.pool
+    out = pool.out_shape(src_shape)
+    as_syn = Synapse(source=syn.source, kind="conv", weight=np.zeros(0), stride=pool.stride, padding=pool.padding)
+    pad_wh = _lava_padding(as_syn, tuple(src_shape[1:]), tuple(pool.kernel), tuple(out[1:]))
+    return {"input_shape": list(whc(src_shape)), "kernel": [int(pool.kernel[1]), int(pool.kernel[0])],
+            "stride": [int(pool.stride[1]), int(pool.stride[0])], "padding": list(pad_wh),
+            "padding_tlbr": [int(p) for p in pool.padding], "channels": int(src_shape[0])}
+
+
+def pool_weight(entry: dict[str, Any]) -> np.ndarray:
+    """Lava Conv weights of a pool stage: (C_out, kw, kh, C_in/groups = 1), all ones."""
+    kw, kh = entry["kernel"]
+    return np.ones((entry["channels"], kw, kh, 1), dtype=np.int64)
+
+
 def _synapse_entry(net: IntNet, layer: Layer, j: int, syn: Synapse, shapes: dict[str, tuple[int, ...]]
                    ) -> tuple[dict[str, Any], np.ndarray]:
     src_shape = shapes[syn.source]
@@ -93,10 +114,17 @@ def _synapse_entry(net: IntNet, layer: Layer, j: int, syn: Synapse, shapes: dict
         raise BackendError(f"layer {layer.name}: non-integer weights (Lava needs an integer-mode IntNet)")
     w = w.astype(np.int64)
     xmax = _max_abs_input(net, syn.source)
+    pool = None
+    if syn.pool is not None:  # the weights read graded window sums 0..kh·kw of the pool stage
+        pool = _pool_entry(syn, src_shape)
+        src_shape, xmax = syn.pool.out_shape(src_shape), syn.pool.size
     entry: dict[str, Any] = {
         "source": syn.source, "kind": syn.kind, "delay": int(syn.delay), "groups": int(syn.groups),
-        "num_message_bits": 8 if graded else 0, "input_shape": list(whc(src_shape)),
+        "num_message_bits": 8 if graded else (int(xmax).bit_length() if pool else 0),
+        "input_shape": list(whc(src_shape)),
     }
+    if pool is not None:
+        entry["pool"] = pool
     if syn.kind == "conv":
         if len(src_shape) != 3 or len(layer.shape) != 3:
             raise BackendError(f"layer {layer.name}: conv synapse needs (C,H,W) source and target")
@@ -210,8 +238,9 @@ def lava_payload(net: IntNet) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             "v_min": v_min, "v_max": v_max, "synapses": syns,
         })
         shapes[layer.name] = shape
-    header = {
-        "format": FORMAT_NAME, "version": FORMAT_VERSION,
+    pooled = any("pool" in e for lh in layers for e in lh["synapses"])
+    header = {  # version 3 only where a sum-pool stage needs it: older readers then refuse instead of ignoring it
+        "format": FORMAT_NAME, "version": FORMAT_VERSION if pooled else 2,
         "intnet": {"sha256": intnet_digest(net), "L": net.L, "phi": net.phi, "readout_scale": net.readout_scale,
                    "profile": net.header()["profile"], "metadata": net.metadata},
         "input": {"shape": list(net.input.shape), "lava_shape": list(whc(tuple(net.input.shape))),

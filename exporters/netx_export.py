@@ -90,6 +90,9 @@ def _check_chain(net: IntNet) -> None:
                                   f"netx layers form a chain")
         if syn.delay:
             raise NetxFormatError(f"layer {layer.name}: synapse delay {syn.delay}; netx chain layers have none")
+        if syn.pool is not None:
+            raise NetxFormatError(f"layer {layer.name}: reads a separate sum-pool stage; a netx pool block is followed "
+                                  f"by spiking neurons, not graded window sums: export with --pool compose")
         prev = layer.name
     if net.readout.kind != "readout" or any(layer.kind != "if" for layer in net.layers[:-1]):
         raise NetxFormatError("IntNet must be IF layers followed by one readout layer")

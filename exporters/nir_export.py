@@ -7,6 +7,8 @@ says what qcfs means; qcfs's own importer (nir_import) reads both and rebuilds t
 Graph (node names are layer names, "/" written as "|"):
   input                      Input, shape [C, H, W]
   <layer>.delay<j>           Delay (only for a synapse with delay > 0), delay per source neuron
+  <layer>.pool<j>            SumPool2d (only for a synapse with a sum-pool stage, IntNet Synapse.pool): the
+                             window sums of the source's spikes that the synapse's weights read
   <layer>.flatten<j>         Flatten (C, H, W -> C·H·W, C-order; before an Affine whose source is C, H, W)
   <layer>.syn<j>             Conv2d (weight [C_out, C_in/g, kh, kw], torch cross-correlation, symmetric
                              padding) or Affine (weight [out, in]); the layer's bias on syn0, zeros on the
@@ -81,6 +83,15 @@ def _synapse_node(nir, net: IntNet, layer: Layer, j: int, syn: Synapse, src_shap
                       metadata={"qcfs_weight_shape": np.asarray(w.shape, np.int64)})
 
 
+def _sum_pool_node(nir, layer: Layer, syn: Synapse):  # type: ignore[no-untyped-def]
+    pt, pl, pb, pr = syn.pool.padding
+    if pt != pb or pl != pr:
+        raise NirFormatError(f"layer {layer.name}: sum-pool padding {tuple(syn.pool.padding)} (top, left, bottom, "
+                             f"right) is asymmetric; NIR SumPool2d pads symmetrically")
+    return nir.SumPool2d(kernel_size=np.asarray(syn.pool.kernel), stride=np.asarray(syn.pool.stride),
+                         padding=np.asarray((pt, pl)))
+
+
 def to_nir_graph(net: IntNet):  # type: ignore[no-untyped-def]
     """The NIRGraph of `net` (see module docstring)."""
     nir = _nir()
@@ -107,6 +118,12 @@ def to_nir_graph(net: IntNet):  # type: ignore[no-untyped-def]
                 nodes[dn] = nir.Delay(delay=np.full(src_shape, float(syn.delay)))
                 edges.append((prev, dn))
                 prev = dn
+            if syn.pool is not None:  # the separate sum-pool stage: NIR's SumPool2d (symmetric padding)
+                pn = f"{name}.pool{j}"
+                nodes[pn] = _sum_pool_node(nir, layer, syn)
+                edges.append((prev, pn))
+                prev = pn
+                src_shape = syn.pool.out_shape(src_shape)
             if syn.kind == "dense" and len(src_shape) == 3:
                 fn = f"{name}.flatten{j}"
                 nodes[fn] = nir.Flatten(input_type={"input": np.asarray(src_shape)}, start_dim=0, end_dim=-1)
@@ -123,7 +140,9 @@ def to_nir_graph(net: IntNet):  # type: ignore[no-untyped-def]
     # nir 1.0.8 infers a Conv2d's input channels as weight.shape[1], ignoring groups: a grouped conv fails its
     # type check, so such graphs are built (and must be read) with type_check=False
     grouped = any(s.kind == "conv" and s.groups > 1 for layer in net.layers for s in layer.synapses)
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=not grouped)
+    # nir 1.0.8's SumPool2d has no input/output type until NIRGraph.infer_types: not checked either
+    pooled = any(s.pool is not None for layer in net.layers for s in layer.synapses)
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=not grouped and not pooled)
 
 
 def export_nir(net: IntNet, out: str | Path) -> Path:

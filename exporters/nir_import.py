@@ -1,7 +1,7 @@
 """NIR graph (`.nir`) -> network structure, and -> the identical IntNet when the graph is one of ours.
 
 Two readers over one graph walk (`graph_layers`): every neuron node (IF, or I for an accumulating readout)
-collects the synapse chains that end in it — [Delay] → [Flatten] → Conv2d | Affine | Linear — and several
+collects the synapse chains that end in it — [Delay] → [SumPool2d] → [Flatten] → Conv2d | Affine | Linear — and several
 chains into one node are a sum (a residual add). `load_nir_intnet` then takes the IntNet header from the
 graph's qcfs metadata and every array (weights, biases, per-channel v_init) from the nodes, reads them as an
 IntNet file (qcfs.intnet.load_intnet: the one validator of every IntNet source), and accepts the file only
@@ -24,7 +24,7 @@ import numpy as np
 from qcfs.errors import ModelFileError
 from qcfs.exporters.hdf5_guard import h5py_module, scan_hdf5
 from qcfs.exporters.nir_export import FORMAT_NAME, FORMAT_VERSION, _nir, node_name
-from qcfs.intnet import IntNet, Synapse, load_intnet
+from qcfs.intnet import IntNet, SumPool, Synapse, load_intnet
 
 NEURONS = ("IF", "I")
 SYNAPSES = ("Conv2d", "Affine", "Linear")
@@ -118,9 +118,9 @@ def graph_layers(graph) -> tuple[tuple[int, ...], list[GraphLayer]]:  # type: ig
     in_shape = tuple(int(s) for s in np.asarray(nodes[in_name].input_type["input"]).reshape(-1))
     for k, n in nodes.items():
         typ = type(n).__name__
-        if typ not in NEURONS + SYNAPSES + ("Input", "Output", "Flatten", "Delay"):
+        if typ not in NEURONS + SYNAPSES + ("Input", "Output", "Flatten", "Delay", "SumPool2d"):
             raise ModelFileError(f"node {k}: type {typ}; qcfs reads Input, Conv2d, Affine, Linear, Flatten, Delay, "
-                                 f"IF, I, Output")
+                                 f"SumPool2d, IF, I, Output")
     ro = preds.get(out_name, [])
     if len(ro) != 1 or type(nodes[ro[0]]).__name__ not in NEURONS:
         raise ModelFileError(f"node {out_name}: must have exactly one IF/I node as input, has {ro}")
@@ -138,14 +138,18 @@ def graph_layers(graph) -> tuple[tuple[int, ...], list[GraphLayer]]:  # type: ig
             sn_node = nodes[sn]
             if type(sn_node).__name__ not in SYNAPSES:
                 raise ModelFileError(f"node {k}: input {sn} is a {type(sn_node).__name__}, expected Conv2d/Affine/Linear")
-            chain, delay = preds.get(sn, []), 0
+            chain, delay, pool = preds.get(sn, []), 0, None
             if len(chain) != 1:
                 raise ModelFileError(f"node {sn}: needs exactly one input, has {len(chain)}")
             src = chain[0]
-            for _ in range(2):
+            for _ in range(3):
                 t = type(nodes[src]).__name__
-                if t not in ("Flatten", "Delay"):
+                if t not in ("Flatten", "Delay", "SumPool2d"):
                     break
+                if t == "SumPool2d":
+                    node = nodes[src]
+                    ph, pw = _pair(node.padding)
+                    pool = SumPool(_pair(node.kernel_size), _pair(node.stride), (ph, pw, ph, pw))
                 if t == "Delay":
                     d = np.unique(np.asarray(nodes[src].delay))
                     if d.size != 1 or float(d[0]) != int(d[0]) or d[0] < 0:
@@ -159,6 +163,7 @@ def graph_layers(graph) -> tuple[tuple[int, ...], list[GraphLayer]]:  # type: ig
             if st not in NEURONS + ("Input",):
                 raise ModelFileError(f"node {sn}: chain starts at {src} ({st}), not at a neuron or the Input")
             syn, b = _synapse(f"node {sn}", sn_node, "input" if src == in_name else src, delay)
+            syn.pool = pool
             if b.size != bias.size:
                 raise ModelFileError(f"node {sn}: bias of {b.size} values for a layer of {bias.size} channels")
             bias = bias + b
@@ -206,9 +211,10 @@ def _node_arrays(graph, hdr: dict[str, Any]) -> dict[str, np.ndarray]:  # type: 
             if sn not in gl.syn_nodes:
                 raise ModelFileError(f"node {sn} (synapse {j} of {name}) missing or not wired")
             s = gl.synapses[gl.syn_nodes.index(sn)]
-            want = (sh["source"], sh["kind"], tuple(sh["stride"]), tuple(sh["padding"]), sh["groups"], sh["delay"])
+            want = (sh["source"], sh["kind"], tuple(sh["stride"]), tuple(sh["padding"]), sh["groups"], sh["delay"],
+                    _pool_of(sh.get("pool")))
             got = (s.source if s.source == "input" else by_node[s.source].name, s.kind, tuple(s.stride),
-                   tuple(s.padding), s.groups, s.delay)
+                   tuple(s.padding), s.groups, s.delay, s.pool)
             want = (node_name(want[0]) if want[0] != "input" else "input",) + want[1:]
             if s.kind == "dense":  # dense stride/padding/groups are not in NIR; the header's stand
                 got = got[:2] + want[2:5] + got[5:]
@@ -242,6 +248,15 @@ def _intnet_bytes(hdr: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, __header__=np.frombuffer(json.dumps(hdr).encode("utf-8"), dtype=np.uint8), **arrays)
     return buf.getvalue()
+
+
+def _pool_of(raw: Any) -> SumPool | None:
+    """The header's pool entry (IntNet version 3) as a SumPool, to compare with the graph's SumPool2d."""
+    if raw is None:
+        return None
+    return SumPool(tuple(int(v) for v in raw["kernel"]), tuple(int(v) for v in raw["stride"]),
+                   tuple(int(v) for v in raw["padding"]))
+
 
 
 def load_nir_intnet(path: str | Path) -> IntNet:

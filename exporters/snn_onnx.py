@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from qcfs.errors import ModelFileError
-from qcfs.intnet import IntNet, Layer, Synapse, load_intnet
+from qcfs.intnet import IntNet, Layer, SumPool, Synapse, load_intnet
 from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, _pool_factor, channel_last, exact_bound
 from qcfs.semantics import membrane_limits
 
@@ -144,6 +144,29 @@ def _synapse(g: _Graph, syn: Synapse, src: str, src_shape: tuple[int, ...], x_ma
     flat = g.op("Reshape", [cols, g.const("rows", np.array([-1, kh * kw * c], np.int64))], "rows")
     out = gemm(flat, _conv_matrix(w, int(syn.groups)))
     return g.op("Reshape", [out, g.const("nhwc", np.array([-1, ho, wo, o], np.int64))], "conv"), bound
+
+
+def _window_sums(g: _Graph, src: str, shape: tuple[int, ...], pool: SumPool, f32: bool, layer: Layer
+                 ) -> tuple[str, tuple[int, ...]]:
+    """The sum-pool stage of a synapse (IntNet Synapse.pool) over spikes: float32 NCHW as a depthwise Conv with
+    weights 1 (sums ≤ kh·kw are exact), uint8 NHWC as the sum of the kh·kw strided taps (≤ 255 checked)."""
+    out = pool.out_shape(shape)
+    (kh, kw), (sh, sw), (t, l, b, r) = pool.kernel, pool.stride, pool.padding
+    if f32:
+        ones = np.ones((shape[0], 1, kh, kw), np.float32)
+        return g.op("Conv", [src, g.const("ones", ones)], "sumpool", strides=[sh, sw], pads=[t, l, b, r],
+                    group=int(shape[0])), out
+    if pool.size > 255:
+        raise ValueError(f"layer {layer.name}: window sums up to {pool.size} do not fit the uint8 spikes of the "
+                         f"int8 kernels; export with --snn-kernels float32")
+    x = src
+    if t or l or b or r:
+        x = g.op("Pad", [x, g.const("pads", np.array([0, t, l, 0, 0, b, r, 0], np.int64))], "pad")
+    views = _taps(g, x, kh, kw, (sh, sw), out[1:])
+    x = views[0]
+    for v in views[1:]:
+        x = g.op("Add", [x, v], "sumpool")
+    return x, out
 
 
 def _if_body(layer: Layer, shape: tuple[int, ...], mem: int, spike: int, has_spike: bool, const: str | None,
@@ -268,10 +291,14 @@ def build_snn_onnx(net: IntNet, kernels: str = "auto"):  # -> onnx.ModelProto
         spike_cur, const_cur, bound, const_bound = None, None, 0.0, 0.0
         for syn in layer.synapses:
             src, x_max = (xq, float(-lo_in)) if syn.source == "input" else (flat[syn.source], 1.0)
+            src_shape = shapes[syn.source]
+            if syn.pool is not None:  # the separate sum-pool stage: the weights read window sums
+                src, src_shape = _window_sums(g, src, src_shape, syn.pool, f32, layer)
+                x_max = float(syn.pool.size)
             if f32:
-                cur, b_ = _f32_synapse(g, syn, src, shapes[syn.source], x_max, layer)
+                cur, b_ = _f32_synapse(g, syn, src, src_shape, x_max, layer)
             else:
-                cur, b_ = _synapse(g, syn, src, shapes[syn.source], x_max, layer, kernels,
+                cur, b_ = _synapse(g, syn, src, src_shape, x_max, layer, kernels,
                                    force_float=syn.source == "input" and not x_int8)
             if syn.source == "input":
                 const_cur = cur if const_cur is None else g.op("Add", [const_cur, cur])

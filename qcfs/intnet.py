@@ -8,17 +8,20 @@ File: a single NumPy .npz (loaded with allow_pickle=False) holding
   "<layer>/bias"               per-channel (conv) or per-unit (dense) bias, added every step
   "<layer>/syn<j>/weight"      weights of the j-th incoming synapse stage of <layer>
   "<layer>/v_init"             (version 2, only when per-channel) initial membrane per channel / unit
-Header keys: format, version (2; version-1 files still load), mode ("int" | "float"), input {shape [C,H,W], mean, std, scale, bits},
+Header keys: format, version (3; version-1 and -2 files still load), mode ("int" | "float"), input {shape [C,H,W], mean, std, scale, bits},
 L, phi, profile {name, weight_bits, bias_bits, threshold_bits, membrane_bits, input_bits, source},
 layers [ {name, kind "if"|"readout", shape, threshold, v_init (a number, or null when per-channel),
           depth, float32_exact,
-          synapses [ {source, kind "conv"|"dense", stride, padding, groups, delay} ] } ],
+          synapses [ {source, kind "conv"|"dense", stride, padding, groups, delay,
+                      pool (version 3: null, or {kernel [kh,kw], stride [sh,sw], padding [t,l,b,r]})} ] } ],
 readout_scale (accumulated readout / readout_scale ≈ T · ANN logits), metadata {…free-form provenance…}.
 
 Conventions (all backends): tensors are C,H,W (torch order). Conv weights are [C_out, C_in/groups, kh, kw]
 cross-correlation (torch/ONNX); padding is (top, left, bottom, right) with zeros. A dense synapse whose source
 has a C,H,W shape reads that source flattened in C,H,W order. Layers are in topological order; the last one
-is the readout. Integer mode: weights, biases, thresholds and v_init are integer-valued (stored int64);
+is the readout. A synapse with a `pool` first sums each pooling window of its source's spikes (zero
+padding; a separate average-pooling stage whose 1/(kh·kw) is folded into this synapse's weights), then applies
+its weights to the window sums. Integer mode: weights, biases, thresholds and v_init are integer-valued (stored int64);
 float mode: float64 and no input quantization. Semantics: qcfs.semantics.
 """
 
@@ -36,8 +39,8 @@ import numpy as np
 from qcfs.errors import ModelFileError
 
 FORMAT_NAME = "qcfs-intnet"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # version 3 adds the synapse field "pool" (absent before: no pool)
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,35 @@ class HardwareProfile:
     source: str = "lava-nc 0.10.0 fixed_pt models; Loihi 2 neuro-core 24-bit state"
 
 
+@dataclass(frozen=True)
+class SumPool:
+    """A sum-pooling stage in front of a synapse: each window of the source's spikes (zero padding) is summed
+    and the integer sum is what the synapse's weights multiply (average pooling kept as its own stage; its
+    1/(kh·kw) lives in the synapse's weights). Pipelined timing: the stage adds one step."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    @property
+    def size(self) -> int:
+        """Spikes per window: the largest window sum a spike source can produce."""
+        return int(self.kernel[0]) * int(self.kernel[1])
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """(C, H', W') of the window sums of a (C, H, W) source."""
+        c, h, w = shape
+        (kh, kw), (sh, sw), (t, l, b, r) = self.kernel, self.stride, self.padding
+        return (int(c), (int(h) + t + b - kh) // sh + 1, (int(w) + l + r - kw) // sw + 1)
+
+    def header(self) -> dict[str, list[int]]:
+        return {"kernel": list(self.kernel), "stride": list(self.stride), "padding": list(self.padding)}
+
+
 @dataclass
 class Synapse:
-    """One synapse stage into a layer: conv or dense from `source` ("input" or an IF layer's name)."""
+    """One synapse stage into a layer: conv or dense from `source` ("input" or an IF layer's name), optionally
+    reading the window sums of a sum-pooling stage (`pool`) instead of the spikes themselves."""
 
     source: str
     kind: Literal["conv", "dense"]
@@ -65,6 +94,7 @@ class Synapse:
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     groups: int = 1
     delay: int = 0
+    pool: SumPool | None = None
 
 
 @dataclass
@@ -141,7 +171,8 @@ class IntNet:
         layers = []
         for layer in self.layers:
             syns = [
-                {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items() if k != "weight"}
+                {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()
+                 if k not in ("weight", "pool")} | {"pool": s.pool.header() if s.pool is not None else None}
                 for s in layer.synapses
             ]
             layers.append(
@@ -263,6 +294,7 @@ def _load_intnet(path: str | Path | io.BytesIO, label: str) -> IntNet:
                     padding=tuple(sh["padding"]) if isinstance(sh["padding"], list) else sh["padding"],
                     groups=sh["groups"],
                     delay=sh["delay"],
+                    pool=_pool(sh.get("pool")),
                 )
                 for j, sh in enumerate(lh["synapses"])
             ]
@@ -310,6 +342,17 @@ def as_embedded(net: IntNet) -> IntNet:
     return load_intnet(io.BytesIO(net.to_bytes(compress=False)))
 
 
+def _pool(raw: Any) -> SumPool | None:
+    """A header's pool entry (version 3) as a SumPool, values unconverted (validate_intnet checks them)."""
+    if raw is None:
+        return None
+    return SumPool(kernel=_tuple(raw["kernel"]), stride=_tuple(raw["stride"]), padding=_tuple(raw["padding"]))
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
 def _normalised(net: IntNet) -> IntNet:
     """After validation: the dtypes every backend expects (int64 in integer mode, float64 in float mode).
     Arrays already of that dtype are kept, not copied (an ImageNet VGG-16 holds 3.4 GiB of int64 weights)."""
@@ -325,4 +368,7 @@ def _normalised(net: IntNet) -> IntNet:
         for syn in layer.synapses:
             syn.weight = np.asarray(syn.weight).astype(dtype, copy=False)
             syn.stride, syn.padding = tuple(int(v) for v in syn.stride), tuple(int(v) for v in syn.padding)
+            if syn.pool is not None:
+                syn.pool = SumPool(*(tuple(int(v) for v in f) for f in (syn.pool.kernel, syn.pool.stride,
+                                                                          syn.pool.padding)))
     return net

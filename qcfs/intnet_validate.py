@@ -17,7 +17,9 @@ Checked (integer mode = "int"):
   IF neuron  θ finite > 0 (int: an even integer that fits threshold_bits, so θ/2 is exact); v_init scalar
              or one per channel, finite (int: integral and inside the membrane range)
   arrays     numeric, finite; int mode: integral, weights within weight_bits, bias within bias_bits
-  synapses   kind ∈ {conv, dense}; source "input" or an EARLIER IF layer; delay ≥ 0; conv: weight
+  synapses   kind ∈ {conv, dense}; source "input" or an EARLIER IF layer; delay ≥ 0; pool (version 3): null
+             or kernel ≥ 1, stride ≥ 1, padding ≥ 0 and < kernel, source an IF layer (its window sums are the
+             source shape the weights must match; depth counts the pool stage's step); conv: weight
              [O, I/g, kh, kw] with O = C_out, I = C_in, g ≥ 1 dividing both, stride ≥ 1, padding ≥ 0, and
              the conv output shape equal to the layer's shape; dense: weight [units, fan-in] matching both ends
 """
@@ -104,6 +106,8 @@ def float32_exact(layer: Layer, input_bits: int) -> bool:
     for syn in layer.synapses:
         fan_in = int(np.prod(syn.weight.shape[1:]))
         peak_in = float(1 << (input_bits - 1)) if syn.source == "input" else 1.0
+        if getattr(syn, "pool", None) is not None:
+            peak_in *= syn.pool.size  # a window sum of up to kh·kw spikes
         w = syn.weight  # max |w| without np.abs's weight-sized copy (3 GB for an ImageNet FC); in float, so
         # even an int64 minimum (whose abs overflows) counts at its size
         total += fan_in * max(float(w.max(initial=0)), -float(w.min(initial=0))) * peak_in
@@ -175,10 +179,13 @@ def _check_synapse(net: IntNet, layer: Layer, j: int, shapes: dict[str, tuple[in
     _check(isinstance(syn.source, str) and syn.source in shapes,
            f"{f}: source {syn.source!r} is not 'input' or an earlier IF layer")
     _check(_is_int(syn.delay) and syn.delay >= 0, f"{f}: delay must be an integer ≥ 0, got {syn.delay!r}")
-    want = depths[syn.source] + 1 + int(syn.delay)
-    _check(layer.depth == want, f"depth {layer.depth!r} != depth({syn.source}) + 1 + delay = {want} ({f})")
-    w = _array(syn.weight, f"{f} weight", integer, net.profile.weight_bits if integer else None)
     src = shapes[syn.source]
+    if syn.pool is not None:
+        src = _check_pool(syn, src, f)
+    want = depths[syn.source] + 1 + int(syn.delay) + (syn.pool is not None)
+    _check(layer.depth == want, f"depth {layer.depth!r} != depth({syn.source}) + 1 + delay"
+                                f"{' + 1 (pool stage)' if syn.pool is not None else ''} = {want} ({f})")
+    w = _array(syn.weight, f"{f} weight", integer, net.profile.weight_bits if integer else None)
     stride = _ints(syn.stride, 2, f"{f} stride", 1)
     pads = _ints(syn.padding, 4, f"{f} padding", 0)
     _check(_is_int(syn.groups) and syn.groups >= 1, f"{f}: groups must be an integer ≥ 1, got {syn.groups!r}")
@@ -201,6 +208,21 @@ def _check_synapse(net: IntNet, layer: Layer, j: int, shapes: dict[str, tuple[in
         n_in, n_out = int(np.prod(src)), int(np.prod(layer.shape))
         _check(w.ndim == 2 and w.shape == (n_out, n_in),
                f"{f}: dense weight must be [{n_out}, {n_in}] ({list(layer.shape)} <- {list(src)}), got {list(w.shape)}")
+
+
+def _check_pool(syn: Any, src: tuple[int, ...], f: str) -> tuple[int, ...]:
+    """The pool stage's fields; returns the shape of its window sums (what the weights read)."""
+    p = syn.pool
+    _check(syn.source != "input", f"{f}: pool reads the input; a pooling stage sums an IF layer's spikes")
+    _check(len(src) == 3, f"{f}: pool needs a [C,H,W] source, got {list(src)}")
+    kernel = _ints(p.kernel, 2, f"{f} pool kernel", 1)
+    _ints(p.stride, 2, f"{f} pool stride", 1)
+    pads = _ints(p.padding, 4, f"{f} pool padding", 0)
+    _check(all(pads[i] < kernel[i % 2] for i in range(4)),
+           f"{f}: pool padding {list(pads)} must be smaller than the kernel {list(kernel)}")
+    out = p.out_shape(src)
+    _check(min(out) >= 1, f"{f}: pool {list(kernel)} does not fit the source {list(src)}")
+    return out
 
 
 def _check_layer(net: IntNet, i: int, layer: Layer, shapes: dict[str, tuple[int, ...]],

@@ -7,7 +7,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from qcfs.errors import ModelFileError, QCFSError
 from qcfs.intnet import IntNet, is_intnet_file, load_intnet
@@ -130,10 +130,11 @@ def calibrate_snn(net: IntNet, opts: SnnCalibOptions, *, show_passes: bool = Fal
     return out
 
 
-def to_intnet(model, *, mode: str = "int", weight_bits: int = 8, show_passes: bool = False) -> IntNet:
+def to_intnet(model, *, mode: str = "int", weight_bits: int = 8, show_passes: bool = False,
+              pool: str = "compose") -> IntNet:
     from qcfs.toolchain.convert import convert
 
-    return convert(model, mode=mode, weight_bits=weight_bits, show_passes=show_passes)
+    return convert(model, mode=mode, weight_bits=weight_bits, show_passes=show_passes, pool=pool)
 
 
 def export(
@@ -153,7 +154,12 @@ def export(
     snn_calib: SnnCalibOptions | None = None,
     kernels: str = "auto",
     arch: str | None = None,
+    pool: str | None = None,
+    fit: Any = None,
 ) -> Path:
+    """pool: "compose" folds average pools into the next synapse, "separate" keeps sum-pool stages (when a model
+    is converted; None: separate with `fit`, else compose). fit: a qcfs.report.resources.FitRequest applied to
+    the network before anything is written."""
     authors = None if arch is None else {"arch": arch, "L": L, "dataset": dataset}
     kind = "checkpoint" if authors is not None and model.name.endswith((".pt", ".pth")) else model_kind(model)
     import_options = dict(calibrate=calibrate, dataset=dataset, data_dir=data_dir, L=L, percentile=percentile)
@@ -163,9 +169,14 @@ def export(
                             f"intnet, lava, snn-onnx, netx or nir (not from a .lava.npz or .snn.onnx)")
         if backend == kind and snn_calib is None:
             raise QCFSError(f"{model}: is already a {kind} file (re-export it only with --snn-calib)")
+        if pool is not None:
+            raise QCFSError(f"{model}: --pool applies when a model is converted; an exported {kind} network keeps "
+                            f"the pooling it was converted with (drop --pool)")
         net = load_exported(model, kind)
     else:
         if backend == "onnx":
+            if pool is not None:
+                raise QCFSError("--pool applies to the integer SNN; --backend onnx writes the canonical ANN")
             import onnx
 
             canon = canonical_onnx(model, authors, **import_options)
@@ -176,9 +187,11 @@ def export(
             onnx.save_model(canon, str(out))
             return out
         net = to_intnet(canonical_onnx(model, authors, **import_options), mode=mode, weight_bits=weight_bits,
-                        show_passes=show_passes)
+                        show_passes=show_passes, pool=pool or ("separate" if fit is not None else "compose"))
     if snn_calib is not None:
         net = calibrate_snn(net, snn_calib, show_passes=show_passes)
+    if fit is not None:
+        fit.apply(net)
     if out.exists() and out.resolve() == model.resolve():
         raise QCFSError(f"{out}: output would overwrite the input; pass another -o")
     if backend == "intnet":

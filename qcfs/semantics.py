@@ -34,6 +34,9 @@ Timing disciplines (both produce identical counts over each layer's own T-step w
     depth d (the input is depth 0, d = depth(source) + 1 + delay for every incoming synapse) sees sample n's
     input during global steps n·T + d + 1 … n·T + d + T and resets v ← v_init when that window starts, so N
     samples run back to back in N·T + depth(readout) steps.
+  A synapse with a separate pooling stage (IntNet Synapse.pool) sums each window of its source's spikes of
+  the same step and multiplies the sum by its weights: identical currents to the composed (pool folded into
+  the weights) synapse. Pipelined, the pooling stage is one more step: d = depth(source) + 2 + delay.
 """
 
 from __future__ import annotations

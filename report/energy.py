@@ -109,7 +109,12 @@ def synapse_fanout(syn: Synapse, src_shape: Sequence[int], dst_shape: Sequence[i
     """Number of connections each source neuron makes through `syn`, shaped like the source.
 
     Structural by default (every weight position is a synapse, as in the ANN MAC count); `nonzero_only`
-    counts only non-zero weights (what a sparse synapse memory would store)."""
+    counts only non-zero weights (what a sparse synapse memory would store).
+    A synapse with a sum-pool stage (Synapse.pool): each window the neuron lies in (one pool synapse) plus
+    that window's fan-out through the weights — an upper bound on the operations a spike causes, since a
+    window's sum goes out as one graded message however many of its spikes arrived."""
+    if getattr(syn, "pool", None) is not None:
+        return _pooled_fanout(syn, src_shape, dst_shape, nonzero_only)
     w = np.asarray(syn.weight)
     if syn.kind == "dense":  # no mask array: a big classifier's weight matrix can be 10^8 entries
         if w.shape != (int(np.prod(dst_shape)), int(np.prod(src_shape))):
@@ -135,6 +140,27 @@ def synapse_fanout(syn: Synapse, src_shape: Sequence[int], dst_shape: Sequence[i
 def _shape_error(syn: Synapse, src_shape: Sequence[int], dst_shape: Sequence[int]) -> NoReturn:
     raise QCFSError(f"synapse from {syn.source!r}: weight {tuple(np.shape(syn.weight))} does not connect "
                     f"{tuple(src_shape)} to {tuple(dst_shape)}")
+
+
+def _window_members(size_in: int, size_out: int, k: int, stride: int, pad_before: int) -> np.ndarray:
+    """A[o, i] = 1 when pooling window o covers input row i (padding rows excluded)."""
+    a = np.zeros((size_out, size_in), dtype=np.int64)
+    for o in range(size_out):
+        lo = o * stride - pad_before
+        a[o, max(0, lo) : min(size_in, lo + k)] = 1
+    return a
+
+
+def _pooled_fanout(syn: Synapse, src_shape: Sequence[int], dst_shape: Sequence[int], nonzero_only: bool
+                   ) -> np.ndarray:
+    from dataclasses import replace
+
+    pool = syn.pool
+    pooled = pool.out_shape(tuple(int(v) for v in src_shape))
+    inner = synapse_fanout(replace(syn, pool=None), pooled, dst_shape, nonzero_only=nonzero_only)
+    a_h = _window_members(int(src_shape[1]), pooled[1], pool.kernel[0], pool.stride[0], pool.padding[0])
+    a_w = _window_members(int(src_shape[2]), pooled[2], pool.kernel[1], pool.stride[1], pool.padding[1])
+    return np.einsum("cyx,yi,xj->cij", 1 + inner.reshape(pooled), a_h, a_w)
 
 
 def synapse_macs(syn: Synapse, dst_shape: Sequence[int]) -> int:

@@ -22,7 +22,9 @@ import numpy as np
 from qcfs import safe_io
 from qcfs.intnet import IntNet
 from qcfs.report import plots
+from qcfs.report.chip_profiles import LOIHI2
 from qcfs.report.energy import FIGURES, EnergyRow, energy_table, network_ops
+from qcfs.report.resources import FitReport, fit_report
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -50,6 +52,7 @@ def write_report(
     results = sorted(run_json.get("results", []), key=lambda r: int(r["T"]))
     per_T = {int(r["T"]): r["spikes_per_layer"] for r in results if "spikes_per_layer" in r}
     rows = energy_table(net, per_T) if per_T else []
+    fit = fit_report(net, LOIHI2)  # will it fit: an estimate (report.resources)
 
     figures: list[tuple[str, str]] = []  # (file name, caption)
 
@@ -89,13 +92,14 @@ def write_report(
         },
         "energy": [r.to_dict() for r in rows],
         "energy_figures": [f.to_dict() for f in FIGURES],
+        "resources": fit.to_dict(),
         "raster": {k: np.asarray(v, dtype=np.uint8).tolist() for k, v in (raster or {}).items()},
         "figures": [name for name, _ in figures],
     }
     json_path = out / REPORT_JSON
     safe_io.write_text(json_path, json.dumps(report, indent=1, default=_json_default))
     md_path = out / REPORT_MD
-    safe_io.write_text(md_path, _markdown(run_json, float_json, lava_json, rows, figures))
+    safe_io.write_text(md_path, _markdown(run_json, float_json, lava_json, rows, figures, fit))
     return [json_path, *(out / name for name, _ in figures), md_path]
 
 
@@ -123,7 +127,7 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
 
 
 def _markdown(run: Mapping[str, Any], float_run: Mapping[str, Any] | None, lava_run: Mapping[str, Any] | None,
-              rows: list[EnergyRow], figures: list[tuple[str, str]]) -> str:
+              rows: list[EnergyRow], figures: list[tuple[str, str]], fit: FitReport | None = None) -> str:
     title = " · ".join(str(run[k]) for k in ("model", "dataset") if run.get(k)) or "qcfs run"
     lines = [f"# qcfs report — {title}", ""]
     cmd = run.get("command")
@@ -163,6 +167,9 @@ def _markdown(run: Mapping[str, Any], float_run: Mapping[str, Any] | None, lava_
         lines += ["", "Per-operation energies (published figures, not measurements of this network):", ""]
         lines += [f"- {f.name}: {f.pj} pJ — {f.source}" for f in FIGURES]
         lines += ["", "Counting rules and limits: docs/energy.md. Latency = T + pipeline depth of the readout."]
+    if fit is not None:
+        lines += ["", f"## Will it fit: {fit.profile.name} resources (an estimate)", "", "```", fit.table(), "```", "",
+                  "Limits, their sources and the partitioning rule: README \"Hardware profile\" (report.resources)."]
     lines += ["", "## Figures", ""]
     for name, caption in figures:
         lines += [f"### {name}", "", caption, "", f"![{name}]({name})", ""]

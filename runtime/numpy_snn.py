@@ -59,7 +59,7 @@ class LayerPlan:
     layer: Layer
     shape: tuple[int, ...]  # channel-last: (H, W, C) or (n,)
     dtype: np.dtype  # GEMM dtype of the spike-driven current
-    spiking: list[tuple[SynapsePlan, str, int]] = field(default_factory=list)  # (plan, source, delay)
+    spiking: list[tuple[SynapsePlan, str, int]] = field(default_factory=list)  # (plan, source, delay + pool step)
     constant: list[tuple[SynapsePlan, int]] = field(default_factory=list)  # input synapses (plan, delay)
     bias_in_gemm: np.ndarray | None = None  # bias added to the spike current (float, exact) when no input syn
     bias_const: np.ndarray | None = None  # bias added to the constant current otherwise
@@ -111,7 +111,7 @@ def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
         for s in layer.synapses:
             if s.source not in shapes:
                 raise ValueError(f"layer {layer.name}: source {s.source!r} is not an earlier layer")
-        bound = sum(exact_bound(s.weight, 1.0) for s in spike_syns)
+        bound = sum(exact_bound(s.weight, s.pool.size if s.pool is not None else 1.0) for s in spike_syns)
         if not input_syns:
             bound += float(np.abs(bias).max(initial=0.0))
         dtype = np.dtype(np.float64)
@@ -129,7 +129,7 @@ def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
         for s in spike_syns:
             plan = SynapsePlan(s, shapes[s.source], dtype)
             _check_out(layer, s.source, plan.out_shape)
-            lp.spiking.append((plan, s.source, int(s.delay)))
+            lp.spiking.append((plan, s.source, int(s.delay) + (s.pool is not None)))  # a pool stage: one step
         for s in input_syns:
             plan = SynapsePlan(s, shapes["input"], np.dtype(np.float64))
             _check_out(layer, "input", plan.out_shape)

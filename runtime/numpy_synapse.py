@@ -10,7 +10,8 @@ IntNet weights are C,H,W (torch) and are permuted here once.
 Exactness: with integer weights w and inputs |x| ≤ x_max, every partial sum a BLAS kernel forms (in any
 order) is bounded by max over outputs of Σ|w|·x_max. Below 2^24 float32 represents all of them exactly,
 below 2^53 float64 does (`exact_bound`). Spike sources have x_max = 1 (or s² after sum-pooling, which
-leaves the bound Σ|w|·x_max unchanged).
+leaves the bound Σ|w|·x_max unchanged); a synapse with a separate pooling stage (Synapse.pool) reads window
+sums, x_max = kh·kw.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from qcfs.intnet import Synapse
+from qcfs.intnet import SumPool, Synapse
 
 FLOAT32_EXACT_LIMIT = 2**24
 FLOAT64_EXACT_LIMIT = 2**53
@@ -77,6 +78,9 @@ class SynapsePlan:
         self.dtype = np.dtype(dtype)
         self._pad_buf: np.ndarray | None = None
         self._bufs: dict[tuple, np.ndarray] = {}
+        self.sum_pool: SumPool | None = syn.pool
+        if syn.pool is not None:  # the weights read the window sums: plan the synapse on their shape
+            src_shape = syn.pool.out_shape(src_shape)
         w = np.asarray(syn.weight)
         if syn.kind == "dense":
             if w.ndim != 2 or w.shape[1] != int(np.prod(src_shape)):
@@ -160,7 +164,22 @@ class SynapsePlan:
         return buf
 
     # --- the current ---------------------------------------------------------------------------------
+    def _window_sums(self, src: np.ndarray) -> np.ndarray:
+        """The separate sum-pooling stage, channel-last: Σ over each (zero-padded) window, exact integers."""
+        (kh, kw), (sh, sw), (t, l, b_, r) = self.sum_pool.kernel, self.sum_pool.stride, self.sum_pool.padding
+        x = src.astype(self.dtype)
+        if t or l or b_ or r:
+            x = np.pad(x, ((0, 0), (t, b_), (l, r), (0, 0)))
+        ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+        out = np.zeros((x.shape[0], ho, wo, x.shape[3]), dtype=self.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                out += x[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw]
+        return out
+
     def __call__(self, src: np.ndarray) -> np.ndarray:
+        if self.sum_pool is not None:
+            src = self._window_sums(src)
         b = src.shape[0]
         if self.kind == "dense":
             x = src.reshape(b, -1)
@@ -218,8 +237,18 @@ def synapse_fanout(syn: Synapse, src_shape: tuple[int, ...], dst_shape: tuple[in
     """Mean number of outgoing synapses per source neuron through this stage (structural, zero weights
     included): dense = n_out; conv = C_out/groups × (number of (output position, kernel tap) pairs that land
     inside the source image) / (H·W). Interior neurons of a stride-1 conv reach C_out/g·kh·kw targets;
-    border neurons fewer; stride s divides by about s²."""
+    border neurons fewer; stride s divides by about s². Through a sum-pool stage (Synapse.pool): the pool's
+    connections plus the weights' connections from the window sums, per source neuron."""
     n_src = int(np.prod(src_shape))
+    if syn.pool is not None:
+        from dataclasses import replace
+
+        pooled = syn.pool.out_shape(src_shape)
+        inner = synapse_fanout(replace(syn, pool=None), pooled, dst_shape) * int(np.prod(pooled))
+        (kh, kw), (sh, sw), (t, l, _, _) = syn.pool.kernel, syn.pool.stride, syn.pool.padding
+        inside = [sum(min(n, o * s - p + k) - max(0, o * s - p) for o in range(m))
+                  for n, m, k, s, p in ((src_shape[1], pooled[1], kh, sh, t), (src_shape[2], pooled[2], kw, sw, l))]
+        return (inner + src_shape[0] * inside[0] * inside[1]) / n_src
     w = np.asarray(syn.weight)
     if syn.kind == "dense":
         return float(w.shape[0])

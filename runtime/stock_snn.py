@@ -163,7 +163,8 @@ def simulate_rules(net: IntNet, rules: dict[str, NeuronRule], images01: np.ndarr
     for layer in net.layers:
         lp = []
         for s in layer.synapses:  # float32 GEMMs where every partial sum is an exact integer (spike sources)
-            exact32 = integer_input and s.source != "input" and exact_bound(s.weight, 1.0) < FLOAT32_EXACT_LIMIT
+            exact32 = integer_input and s.source != "input" and exact_bound(s.weight, s.pool.size if s.pool else 1.0) \
+                < FLOAT32_EXACT_LIMIT
             lp.append((SynapsePlan(s, shapes[s.source], np.dtype(np.float32 if exact32 else np.float64)), s.source))
         plans.append(lp)
         b = channel_last(np.asarray(layer.bias, np.float64), tuple(layer.shape))

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from qcfs.intnet import IntNet, Layer, Synapse
+from qcfs.intnet import IntNet, Layer, SumPool, Synapse
 from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, exact_bound
 from qcfs.runtime.result import SimResult
 from qcfs.semantics import encode_input, membrane_limits
@@ -45,7 +45,8 @@ def layer_dtypes(net: IntNet, layer: Layer, precision: str = "auto") -> LayerDty
     if net.mode != "int" or precision == "float64":
         return f64
     x_in = float(1 << (net.input.bits - 1))
-    bound = sum(exact_bound(s.weight, x_in if s.source == "input" else 1.0) for s in layer.synapses)
+    bound = sum(exact_bound(s.weight, x_in if s.source == "input" else (s.pool.size if s.pool else 1.0))
+                for s in layer.synapses)
     bound += float(np.abs(np.asarray(layer.bias, dtype=np.float64)).max(initial=0.0))
     if not layer.float32_exact or bound >= FLOAT32_EXACT_LIMIT:
         return f64
@@ -65,9 +66,20 @@ def _exact_float32():  # type: ignore[no-untyped-def]
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def window_sums(src: torch.Tensor, pool: SumPool) -> torch.Tensor:
+    """The separate sum-pooling stage (IntNet Synapse.pool): zero-pad, then sum each window (exact: at most
+    kh·kw spikes, far below 2^24)."""
+    top, left, bottom, right = pool.padding
+    if any(pool.padding):
+        src = F.pad(src, (left, right, top, bottom))
+    return F.avg_pool2d(src, tuple(pool.kernel), tuple(pool.stride), divisor_override=1)
+
+
 def _synapse_current(syn: Synapse, w: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     if src.dtype != w.dtype:
         src = src.to(w.dtype)
+    if syn.pool is not None:
+        src = window_sums(src, syn.pool)
     if syn.kind == "dense":
         return src.reshape(src.shape[0], -1) @ w.T
     top, left, bottom, right = syn.padding

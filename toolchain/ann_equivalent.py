@@ -19,7 +19,7 @@ from qcfs.toolchain.numeric import add_bias
 def _synapse(syn: Synapse, x: np.ndarray, src_shape: tuple[int, ...], integer: bool) -> np.ndarray:
     """The runtime's im2col GEMM (numpy_synapse), float32 where every partial sum is an exact integer below 2^24
     (integer mode), else float64; about twice as fast as a tensordot over sliding windows."""
-    x_max = float(np.abs(x).max(initial=0.0))
+    x_max = float(np.abs(x).max(initial=0.0)) * (syn.pool.size if syn.pool is not None else 1)  # window sums
     exact32 = integer and exact_bound(syn.weight, x_max) < FLOAT32_EXACT_LIMIT
     plan = SynapsePlan(syn, src_shape, np.dtype(np.float32 if exact32 else np.float64))
     if x.ndim == 4:

@@ -1,6 +1,6 @@
 """convert(): canonical QCFS ONNX -> IntNet, through a fixed, printable pipeline of small passes.
 
-    lift ONNX -> IR  ->  DropIdentity, FuseBiasAdd, FoldBatchNorm, LowerAvgPool, ComposeLinear (fixpoint)
+    lift ONNX -> IR  ->  DropIdentity, FuseBiasAdd, FoldBatchNorm, [KeepSumPool], LowerAvgPool, ComposeLinear
               ->  FormSynapses, FoldLambda, [Quantize]  ->  emit IntNet
 Each pass states the identity it preserves (describe_pipeline / qcfs-export --show-passes).
 """
@@ -20,24 +20,29 @@ from qcfs.toolchain.graph_check import check_finite
 from qcfs.toolchain.graph import Graph
 from qcfs.toolchain.lift import lift
 from qcfs.toolchain.passes import (
-    ComposeLinear, DropIdentity, FoldBatchNorm, FoldLambda, FormSynapses, FuseBiasAdd, LowerAvgPool, Pass, Quantize,
+    ComposeLinear, DropIdentity, FoldBatchNorm, FoldLambda, FormSynapses, FuseBiasAdd, KeepSumPool, LowerAvgPool,
+    Pass, Quantize,
 )
 
 MODES = ("int", "float")
+POOLS = ("compose", "separate")  # average pooling folded into the next synapse, or kept as a sum-pool stage
 
 
-def build_pipeline(mode: str = "int", profile: HardwareProfile | None = None) -> list[Pass]:
-    passes: list[Pass] = [DropIdentity(), FuseBiasAdd(), FoldBatchNorm(), LowerAvgPool(), ComposeLinear(),
+def build_pipeline(mode: str = "int", profile: HardwareProfile | None = None, pool: str = "compose") -> list[Pass]:
+    if pool not in POOLS:
+        raise QCFSError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    keep: list[Pass] = [KeepSumPool()] if pool == "separate" else []
+    passes: list[Pass] = [DropIdentity(), FuseBiasAdd(), FoldBatchNorm(), *keep, LowerAvgPool(), ComposeLinear(),
                           FormSynapses(), FoldLambda()]
     if mode == "int":
         passes.append(Quantize(profile or HardwareProfile()))
     return passes
 
 
-def describe_pipeline(mode: str = "int") -> list[str]:
+def describe_pipeline(mode: str = "int", pool: str = "compose") -> list[str]:
     """One line per pass: its name and the identity it preserves (Emit last)."""
     lines = [f"{i}. {p.name}{' (until fixpoint)' if p.fixpoint else ''}: {p.preserves()}"
-             for i, p in enumerate(build_pipeline(mode), start=1)]
+             for i, p in enumerate(build_pipeline(mode, pool=pool), start=1)]
     lines.append(f"{len(lines) + 1}. Emit: layers in topological order, readout last; depth = max(source depth) + 1 "
                  "and per-synapse delay so every branch arrives at its layer's depth")
     return lines
@@ -75,13 +80,15 @@ def convert(
     weight_bits: int = 8,
     show_passes: bool = False,
     profile: HardwareProfile | None = None,
+    pool: str = "compose",
 ) -> IntNet:
-    """Canonical QCFS ONNX -> IntNet (integer mode: weights `weight_bits`-bit, θ even; float mode: exact)."""
+    """Canonical QCFS ONNX -> IntNet (integer mode: weights `weight_bits`-bit, θ even; float mode: exact).
+    pool="separate" keeps average pools of spikes as sum-pool stages (KeepSumPool) instead of composing them."""
     if mode not in MODES:
         raise QCFSError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     prof = resolve_profile(profile, weight_bits)
     graph = lift(model)
-    passes = build_pipeline(mode, prof)
+    passes = build_pipeline(mode, prof, pool)
     if show_passes:
         print(f"qcfs conversion ({mode} mode): lifted {graph.summary()}", file=sys.stderr)
     run_pipeline(graph, passes, show_passes)

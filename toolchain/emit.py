@@ -28,8 +28,8 @@ def _float32_exact(layer: Layer, input_bits: int) -> bool:
 
 
 def emit(graph: Graph, *, mode: str, profile: HardwareProfile, passes: list[str]) -> IntNet:
-    """Build the IntNet. Depth: input 0, layer = max(source depth) + 1; a synapse from a shallower source
-    gets delay = depth(layer) − depth(source) − 1, so every branch of a residual block arrives in step."""
+    """Build the IntNet. Depth: input 0, layer = max(source depth + 1 (+ 1 through a pool stage)); a synapse
+    from a shallower source gets the rest as delay, so every branch of a residual block arrives in step."""
     inp = graph["input"]
     integer = mode == "int"
     depth: dict[str, int] = {"input": 0}
@@ -38,12 +38,14 @@ def emit(graph: Graph, *, mode: str, profile: HardwareProfile, passes: list[str]
         if node.op != "neuron":
             continue
         a = node.attrs
-        d = max(depth[s.source] for s in a["synapses"]) + 1
+        steps = [1 + (s.pool is not None) for s in a["synapses"]]  # a pool stage is one more pipelined step
+        d = max(depth[s.source] + k for s, k in zip(a["synapses"], steps))
         depth[node.name] = d
         cast = (lambda x: np.asarray(x).astype(np.int64)) if integer else (lambda x: np.asarray(x, dtype=np.float64))
         syns = [Synapse(source=s.source, kind=s.kind, weight=cast(s.weight), stride=tuple(int(v) for v in s.stride),
-                        padding=tuple(int(v) for v in s.pads), groups=int(s.groups), delay=d - depth[s.source] - 1)
-                for s in a["synapses"]]
+                        padding=tuple(int(v) for v in s.pads), groups=int(s.groups), delay=d - depth[s.source] - k,
+                        pool=s.pool)
+                for s, k in zip(a["synapses"], steps)]
         is_if = a["kind"] == "if"
         threshold = (int(a["threshold"]) if integer else float(a["threshold"])) if is_if else 0
         v_init = (int(a["v_init"]) if integer else float(a["v_init"])) if is_if else 0

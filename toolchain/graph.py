@@ -11,6 +11,7 @@ Node ops and their attrs (`params` hold numpy float64 arrays):
   flatten                                (C, H, W) -> (C·H·W,)
   bn       scale, bias, mean, var, eps  (inference BatchNormalization, per channel)
   avgpool  kernel, stride, pads, count_include_pad
+  sumpool  pool (qcfs.intnet.SumPool)   --pool separate: window sums of spikes, read only by linear nodes
   addconst value                         x + constant (broadcast as ONNX does)
   add                                    residual sum of two tensors
   identity                               Dropout / Identity
@@ -52,6 +53,16 @@ class SynapseIR:
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     groups: int = 1
     origin: str = ""  # name of the linear node it came from ("" for an identity shortcut)
+    pool: Any = None  # qcfs.intnet.SumPool: the weights read window sums of the source (--pool separate)
+
+    def read_shape(self, source_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of what the weights read: the source's, or its window sums' when pooled."""
+        return self.pool.out_shape(source_shape) if self.pool is not None else tuple(source_shape)
+
+    @property
+    def read_max(self) -> int:
+        """Largest value one spike-source element delivers: 1, or kh·kw through a pool."""
+        return self.pool.size if self.pool is not None else 1
 
 
 @dataclass

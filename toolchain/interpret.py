@@ -17,7 +17,15 @@ from qcfs.toolchain.graph import Graph, Node, SynapseIR
 from qcfs.toolchain.numeric import add_bias, conv2d, dense
 
 
+def sum_pool(x: np.ndarray, pool) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Window sums of a (N, C, H, W) map (qcfs.intnet.SumPool, zero padding)."""
+    c = x.shape[1]
+    return conv2d(x, np.ones((c, 1, *pool.kernel)), pool.stride, pool.padding, groups=c)
+
+
 def apply_synapse(syn: SynapseIR, x: np.ndarray) -> np.ndarray:
+    if syn.pool is not None:
+        x = sum_pool(x, syn.pool)
     if syn.kind == "conv":
         return conv2d(x, syn.weight, syn.stride, syn.pads, syn.groups)
     return dense(x, syn.weight)
@@ -50,6 +58,8 @@ def eval_node(node: Node, args: list[np.ndarray]) -> np.ndarray:
         return (x - a["mean"].reshape(shape)) * inv.reshape(shape) + a["bias"].reshape(shape)
     if op == "avgpool":
         return _avgpool(node, x)
+    if op == "sumpool":
+        return sum_pool(x, a["pool"])
     if op == "addconst":
         return x + a["value"]
     if op == "add":

@@ -46,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "docs/authors_checkpoints.md)")
     p.add_argument("--percentile", type=number(0, 100, lo_open=True), default=99.9,
                    help="activation percentile for λ (default 99.9)")
+    p.add_argument("--pool", choices=("compose", "separate"),
+                   help="average pooling: fold it into the next synapse (compose) or keep it as an exact sum-pool "
+                        "stage with 1/k² in the next weights (separate: fewer synapses, one more pipelined step); "
+                        "default: separate with --fit, else compose (README: Hardware profile)")
+    h = p.add_argument_group("will it fit (an estimate; README: Hardware profile)")
+    h.add_argument("--fit", metavar="PROFILE", help="print the resource estimate for a chip profile (loihi2)")
+    h.add_argument("--chips", type=integer(1, 1_000_000, "a chip count"),
+                   help="with --fit: refuse (one line, exit 2) when the network does not fit N chips")
+    h.add_argument("--fit-json", metavar="F", help="with --fit: also write the estimate as JSON")
+    h.add_argument("--fit-set", metavar="FIELD=VALUE", action="append",
+                   help="with --fit: override a profile field (repeatable), e.g. synaptic_memory_per_core=196608")
     g = p.add_argument_group("SNN calibration (after conversion, on training images; README: Low latency)")
     g.add_argument("--snn-calib", metavar="METHOD", choices=calib_methods(),
                    help=f"tune per-channel integer biases / initial membranes for --target-T: {', '.join(calib_methods())}")
@@ -116,8 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         from qcfs.exporters.opset import check_opset
 
         check_opset(args.opset)
+    from qcfs.report.resources import fit_request
+
+    fit = fit_request(args.fit, args.chips, args.fit_json, args.fit_set)
+    if fit is not None and args.backend == "onnx":
+        raise QCFSError("--fit estimates an integer SNN: use it with --backend lava (or intnet, snn-onnx, netx, nir)")
     model = safe_io.safe_model_input(args.model)
     out = plan_output(model, args)
+    if args.fit_json:
+        safe_io.check_output(args.fit_json, "--fit-json", inputs=[model], others=[out])
     from qcfs import pipeline
 
     with safe_io.atomic_path(out) as tmp:  # the target is replaced only when the export succeeded
@@ -137,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             snn_calib=snn_calib,
             kernels=args.snn_kernels,
             arch=args.arch,
+            pool=args.pool,
+            fit=fit,
         )
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -1,6 +1,8 @@
 """Build the Lava process graph of a .lava.npz for N samples run back to back with window T.
 
-Graph: RingBuffer (8-bit image, one column per step) -> [Delay] -> Conv/Dense -> IF -> ... -> Readout.
+Graph: RingBuffer (8-bit image, one column per step) -> [Delay] -> [sum-pool Conv] -> Conv/Dense -> IF -> ...
+-> Readout. A sum-pool stage (IntNet Synapse.pool) is a Conv with weights 1 whose graded a_out (the window
+sums) feeds the synapse's s_in, one more step.
 Every Conv/Dense adds one step, a Delay adds `delay` steps, neuron -> synapse adds none; so a layer at
 depth d sees sample n during steps n·T + d + 1 ... n·T + d + T (qcfs.semantics, pipelined), and a run of
 N samples takes N·T + depth(readout) steps. Several synapses into one layer share its InPort (Lava sums
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from qcfs.exporters.lava_export import LavaFile
+from qcfs.exporters.lava_export import LavaFile, pool_weight
 from qcfs.runtime.lava.compat import ensure_lava
 
 ensure_lava()
@@ -80,6 +82,15 @@ def _synapse(lf: LavaFile, layer: str, j: int, syn: dict[str, Any]) -> AbstractP
                  sign_mode=SignMode.MIXED, name=f"{layer}.syn{j}")
 
 
+def _pool(layer: str, j: int, entry: dict[str, Any]) -> Conv:
+    """The Conv (weights 1, groups = C, binary input) that sums each pooling window of a synapse's source."""
+    conv = Conv(weight=pool_weight(entry).astype(np.int32), input_shape=tuple(entry["input_shape"]),
+                padding=tuple(entry["padding"]), stride=tuple(entry["stride"]), groups=entry["channels"],
+                num_message_bits=0, weight_exp=0, name=f"{layer}.pool{j}")
+    conv.proc_params["qcfs_padding"] = tuple(entry["padding_tlbr"])
+    return conv
+
+
 def build(lf: LavaFile, images_whc: np.ndarray, T: int) -> Network:
     """images_whc: int (N, W, H, C) (or (N, k) for 1-D inputs) already encoded by qcfs.semantics."""
     n = int(images_whc.shape[0])
@@ -105,6 +116,11 @@ def build(lf: LavaFile, images_whc: np.ndarray, T: int) -> Network:
                 port.connect(dl.s_in)
                 port = dl.s_out
                 synapses.append(dl)
+            if "pool" in syn:  # the sum-pool stage: binary spikes in, graded window sums out (one step)
+                pool = _pool(lh["name"], j, syn["pool"])
+                port.connect(pool.s_in)  # the source's (W, H, C) spikes, as the pool's input_shape
+                port = pool.a_out
+                synapses.append(pool)
             sp = _synapse(lf, lh["name"], j, syn)
             port.connect(sp.s_in) if tuple(port.shape) == tuple(sp.s_in.shape) else \
                 port.flatten().connect(sp.s_in)

@@ -7,7 +7,8 @@ from qcfs.toolchain.passes.cleanup import DropIdentity, FuseBiasAdd
 from qcfs.toolchain.passes.compose import ComposeLinear
 from qcfs.toolchain.passes.fold_lambda import FoldLambda
 from qcfs.toolchain.passes.quantize import Quantize
+from qcfs.toolchain.passes.sumpool import KeepSumPool
 from qcfs.toolchain.passes.synapses import FormSynapses
 
 __all__ = ["ComposeLinear", "DropIdentity", "FoldBatchNorm", "FoldLambda", "FormSynapses", "FuseBiasAdd",
-           "LowerAvgPool", "Pass", "Quantize"]
+           "KeepSumPool", "LowerAvgPool", "Pass", "Quantize"]

@@ -59,7 +59,7 @@ class FoldLambda(Pass):
             own = _vec(a["threshold"]) if a["kind"] == "if" else np.ones(1)
             for syn in a["synapses"]:
                 rows = _row_factor(own, syn.weight.shape[0])
-                cols = _column_factor(syn, carries.get(syn.source, np.ones(1)), graph[syn.source].shape)
+                cols = _column_factor(syn, carries.get(syn.source, np.ones(1)), syn.read_shape(graph[syn.source].shape))
                 w = syn.weight * cols  # then divided in place: one weight-sized temporary, the same floats
                 w /= rows.reshape((-1,) + (1,) * (syn.weight.ndim - 1))
                 syn.weight = w

@@ -99,7 +99,8 @@ class Quantize(Pass):
         for syn, w in zip(node.attrs["synapses"], wq):
             lo, hi = self._source_bounds(graph, syn.source)
             q = SynapseIR(syn.source, syn.kind, w, syn.stride, syn.pads, syn.groups)
-            total = total + max_current(q, lo, hi, graph[syn.source].shape)
+            # a pooled synapse reads window sums of 0..kh·kw spikes
+            total = total + max_current(q, lo, hi * syn.read_max, syn.read_shape(graph[syn.source].shape))
         return float(total.max())
 
     # --- layers --------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ def _identity_synapse(source: Node, shape: tuple[int, ...]) -> SynapseIR:
 
 class FormSynapses(Pass):
     """Σ_branches Linear_j(source_j) + Σ bias_j feeding a QCFS (or the output) == one neuron node with one synapse
-    stage per branch; an identity shortcut becomes a diagonal 1×1 synapse."""
+    stage per branch; an identity shortcut becomes a diagonal 1×1 synapse; a linear map of a sum-pool stage
+    becomes a synapse with that pool in front."""
 
     def _terms(self, graph: Graph, name: str) -> list[tuple[str, Node | None]]:
         node = graph[name]
@@ -35,6 +36,9 @@ class FormSynapses(Pass):
         if node.op in LINEAR_OPS:
             src = node.inputs[0]
             while graph[src].op == "flatten":
+                src = graph[src].inputs[0]
+            if graph[src].op == "sumpool":  # KeepSumPool: the synapse reads the window sums of the spikes
+                self._pools[node.name] = graph[src].attrs["pool"]
                 src = graph[src].inputs[0]
             if graph[src].op in ("input", "qcfs"):
                 return [(src, node)]
@@ -51,11 +55,12 @@ class FormSynapses(Pass):
                 synapses.append(_identity_synapse(graph[src], target.shape))
                 continue
             a = lin.attrs
+            pool = self._pools.get(lin.name)
             if lin.op == "conv":
                 synapses.append(SynapseIR(src, "conv", a["weight"], tuple(a["stride"]), tuple(a["pads"]), a["groups"],
-                                          origin=lin.name))
+                                          origin=lin.name, pool=pool))
             else:
-                synapses.append(SynapseIR(src, "dense", a["weight"], origin=lin.name))
+                synapses.append(SynapseIR(src, "dense", a["weight"], origin=lin.name, pool=pool))
             bias = bias + a["bias"]
         t = target.attrs
         attrs = dict(kind=kind, synapses=synapses, bias=bias, lam=t.get("lam", 1.0), L=t.get("L"),
@@ -68,6 +73,7 @@ class FormSynapses(Pass):
     def apply(self, graph: Graph) -> bool:
         if graph.count("neuron"):
             return False
+        self._pools: dict[str, object] = {}  # linear node -> the SumPool it reads (KeepSumPool)
         qcfs = [n for n in graph if n.op == "qcfs"]
         if len({(n.attrs["L"], n.attrs["phi"]) for n in qcfs}) > 1:
             raise QCFSError("all QCFS layers must share L and shift φ (an IF network has one T window); got "

@@ -51,8 +51,13 @@ class LayerCurrent:
         return np.asarray(tot, dtype=np.int64)
 
 
+def _spike_max(syn) -> float:  # type: ignore[no-untyped-def]
+    """Largest value a spike source delivers to the weights: 1, or kh·kw through a sum-pool stage."""
+    return float(syn.pool.size) if syn.pool is not None else 1.0
+
+
 def _gemm_dtype(layer: Layer, spiking: bool, x_max: float) -> np.dtype:
-    bound = sum(exact_bound(s.weight, 1.0 if spiking else x_max) for s in layer.synapses
+    bound = sum(exact_bound(s.weight, _spike_max(s) if spiking else x_max) for s in layer.synapses
                 if (s.source != "input") == spiking)
     if bound >= FLOAT64_EXACT_LIMIT:
         raise ValueError(f"layer {layer.name}: partial sums up to {bound:.3g} are not exact in float64")
@@ -60,7 +65,7 @@ def _gemm_dtype(layer: Layer, spiking: bool, x_max: float) -> np.dtype:
 
 
 def _store_dtype(layer: Layer, x_max: float) -> np.dtype:
-    bound = sum(exact_bound(s.weight, 1.0 if s.source != "input" else x_max) for s in layer.synapses)
+    bound = sum(exact_bound(s.weight, _spike_max(s) if s.source != "input" else x_max) for s in layer.synapses)
     return np.dtype(np.int32 if bound < 2**31 else np.int64)
 
 
