@@ -148,6 +148,7 @@ def export(
     snn_calib: SnnCalibOptions | None = None,
     kernels: str = "auto",
     arch: str | None = None,
+    nir_profile: str = "qcfs",
 ) -> Path:
     authors = None if arch is None else {"arch": arch, "L": L, "dataset": dataset}
     kind = "checkpoint" if authors is not None and model.name.endswith((".pt", ".pth")) else model_kind(model)
@@ -156,7 +157,7 @@ def export(
         if kind in ("lava", "snn-onnx") or backend == "onnx":
             raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend "
                             f"intnet, lava, snn-onnx, netx or nir (not from a .lava.npz or .snn.onnx)")
-        if backend == kind and snn_calib is None:
+        if backend == kind and snn_calib is None and not (kind == "nir" and nir_profile != "qcfs"):
             raise QCFSError(f"{model}: is already a {kind} file (re-export it only with --snn-calib)")
         net = load_exported(model, kind)
     else:
@@ -189,7 +190,7 @@ def export(
     if backend == "nir":
         from qcfs.exporters.nir_export import export_nir
 
-        return export_nir(net, out)
+        return export_nir(net, out, profile=nir_profile)
     from qcfs.exporters.lava_export import export_lava
 
     return export_lava(net, out)

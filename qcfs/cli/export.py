@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snn-kernels", default="auto", choices=("auto", "int8", "float32"),
                    help="snn-onnx: u8×s8 MatMulInteger, float32 Conv/MatMul where provably exact, or auto "
                         "(int8 for wide convolutions, default)")
+    p.add_argument("--nir-profile", default="qcfs", choices=("qcfs", "readers", "snntorch"),
+                   help="--backend nir: qcfs (readout as an I node, default), readers (the graph outputs the readout "
+                        "current, summed over steps by the user: for sinabs) or snntorch (readers, with each IF as "
+                        "the LIF snnTorch 1.0 runs as an IF with reset to zero); README \"Formats\"")
     p.add_argument("--show-passes", action="store_true", help="print the conversion pass pipeline as it runs")
     p.add_argument("--calibrate", choices=("relu",), help="convert a plain ReLU network by data calibration")
     p.add_argument("--dataset", help="dataset for --calibrate")
@@ -116,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         from qcfs.exporters.opset import check_opset
 
         check_opset(args.opset)
+    if args.nir_profile != "qcfs" and args.backend != "nir":
+        raise QCFSError(f"--nir-profile applies to --backend nir only (got --backend {args.backend})")
     model = safe_io.safe_model_input(args.model)
     out = plan_output(model, args)
     from qcfs import pipeline
@@ -137,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             snn_calib=snn_calib,
             kernels=args.snn_kernels,
             arch=args.arch,
+            nir_profile=args.nir_profile,
         )
     print(f"wrote {out}", file=sys.stderr)
     return 0
