@@ -16,7 +16,8 @@ Graph (node names are layer names, "/" written as "|"):
   output                     Output
 Profile "readers" (`qcfs-export --backend nir --nir-profile readers`): no I node; the readout's synapse nodes
 feed the Output node, so the graph outputs the readout current every step and the logits after T steps are the
-sum of the first T outputs (what the I node would hold). sinabs 3.1 has no I node and runs this profile.
+sum of the first T outputs (what the I node would hold), for readers without an I node (sinabs 3.1 runs both
+profiles alike: it maps the I node to nothing and outputs the current into it).
 Profile "snntorch": the readers profile with every IF written as the LIF that snnTorch 1.0 runs as an IF with
 reset to zero (SNNTORCH_TAU below; its own IF import cannot run a multi-layer graph). qcfs's importer reads all
 three profiles to the identical IntNet (README "Formats").

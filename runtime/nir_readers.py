@@ -19,7 +19,8 @@ checked on one neuron in tests/test_interop_nir.py):
             init_hidden=False), returns a (spikes, membrane) tuple that nirtorch 2.6 passes to the next module, so
             a graph with IF nodes cannot run there.
 Neither reads the qcfs_v_init metadata (NIR has no initial state), so both start from v = 0, not θ/2.
-Neither reads an I node (the default profile's readout): snnTorch refuses it, sinabs maps it to nothing.
+Neither reads an I node (the default profile's readout): snnTorch refuses it; sinabs maps it to nothing and
+outputs the current into it, so sinabs runs the default and the readers profile alike.
 """
 
 from __future__ import annotations

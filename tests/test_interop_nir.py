@@ -93,13 +93,16 @@ def test_sinabs_neuron_semantics(tmp_path: Path) -> None:
     assert per_step(res, 2) == [2, 2]
 
 
-def test_sinabs_runs_the_digits_file(readers_file: Path) -> None:
+def test_sinabs_runs_the_digits_file(readers_file: Path, digits_net: IntNet, tmp_path: Path) -> None:
+    """Both profiles: sinabs maps the default profile's I node to nothing and outputs the readout current."""
     pytest.importorskip("sinabs")
     from qcfs.runtime.nir_readers import simulate_sinabs
 
     x, y = load_split("digits", "test")
     x, y = x[::6], y[::6]  # 60 samples spread over the test split
     res = simulate_sinabs(readers_file, x, [1, 4, 16])
+    default = simulate_sinabs(export_nir(digits_net, tmp_path / "default.nir"), x, [1, 4, 16])
+    assert all(np.array_equal(default.logits[T], res.logits[T]) for T in res.Ts)
     for T in res.Ts:
         assert np.array_equal(res.logits[T], np.rint(res.logits[T]))  # integer weights and inputs: exact
     acc = res.accuracy(y)
