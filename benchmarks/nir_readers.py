@@ -1,7 +1,8 @@
 """What the NIR readers people use get from our `.nir` file, measured by running them: sinabs 3.1.3
 (`sinabs.from_nir`) and snnTorch 1.0.0 (`snntorch.import_nir.import_from_nir`), unmodified, on the shipped model
-exported with `qcfs-export --backend nir --nir-profile readers` (sinabs) and `--nir-profile snntorch`, next to qcfs's exact semantics (the NumPy
-runtime on the network the file carries = `qcfs-run --model X.nir`, bit for bit) on the same samples and T.
+exported with `qcfs-export --backend nir --nir-profile readers` (sinabs) and `--nir-profile snntorch`, next
+to qcfs's exact semantics (the NumPy runtime on the network the file carries = `qcfs-run --model X.nir`, bit for
+bit) on the same samples and T.
 
 Columns: accuracy per T, the share of predictions that differ from qcfs, spikes per sample (sinabs counts
 every spike of its multi-spike steps). Readers' semantics: qcfs.runtime.nir_readers.
@@ -90,7 +91,8 @@ def main() -> None:
            "versions": {"nir": nir.__version__, "sinabs": sinabs.__version__, "snntorch": snntorch.__version__},
            "machine": _cpu(), "date": time.strftime("%Y-%m-%d"),
            "command": f"python benchmarks/nir_readers.py --dataset {args.dataset}"
-                      + (f" --limit {args.limit}" if args.limit else "") + (f" --T {args.T}" if args.T != "1,2,4,8,16,32" else "")}
+                      + (f" --limit {args.limit}" if args.limit else "")
+                      + (f" --T {args.T}" if args.T != "1,2,4,8,16,32" else "")}
     head = ("| T | qcfs (exact) % | sinabs % | snnTorch % | sinabs pred. ≠ qcfs % | snnTorch pred. ≠ qcfs % "
             "| spikes/sample qcfs | sinabs | snnTorch |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head] + [f"| {r['T']} | {r['qcfs_acc']:.2f} | {r['sinabs_acc']:.2f} | {r['snntorch_acc']:.2f} | "

@@ -71,3 +71,15 @@ def test_wheel_ships_models_and_qcfs_run_finds_them(installed: Path, tmp_path: P
     where = _run([str(installed / "python"), "-c", "import qcfs; print(qcfs.__file__)"], cwd=tmp_path, env=env)
     assert Path(where.stdout.strip()).is_relative_to(installed.parent), where.stdout
     assert not (tmp_path / "cache").exists(), "qcfs-run trained a model instead of using the shipped one"
+
+
+@pytest.mark.skipif(not os.environ.get("QCFS_CIFAR10_DIR"), reason="CIFAR-10 not available (QCFS_CIFAR10_DIR)")
+def test_wheel_finds_the_cifar10_model(installed: Path, tmp_path: Path) -> None:
+    """`qcfs-run --dataset cifar10 --data-dir D` from the wheel uses the packaged resnet20 (the user's cache dir is
+    kept: it holds the decoded-image cache, and comes after the packaged models in the lookup)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    out = tmp_path / "run.json"
+    _run([str(installed / "qcfs-run"), "--T", "4", "--dataset", "cifar10", "--data-dir", os.environ["QCFS_CIFAR10_DIR"],
+          "--limit", "20", "--json", str(out), "--no-progress"], cwd=tmp_path, env=env)
+    model = Path(json.loads(out.read_text())["model"])
+    assert model.is_relative_to(installed.parent) and model.parts[-2:] == ("cifar10", "model.onnx"), model

@@ -35,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="snn-onnx: u8×s8 MatMulInteger, float32 Conv/MatMul where provably exact, or auto "
                         "(int8 for wide convolutions, default)")
     p.add_argument("--nir-profile", default="qcfs", choices=("qcfs", "readers", "snntorch"),
-                   help="--backend nir: qcfs (readout as an I node, default), readers (the graph outputs the readout "
-                        "current, summed over steps by the user; for readers without NIR's I node) or snntorch (readers, with each IF as "
-                        "the LIF snnTorch 1.0 runs as an IF with reset to zero); README \"Formats\"")
+                   help="--backend nir: qcfs (readout as an I node, default), readers (the graph outputs the "
+                        "readout current, summed over steps by the user; for readers without NIR's I node) or "
+                        "snntorch (readers, each IF as the LIF snnTorch 1.0 runs as an IF with reset to zero); "
+                        "README \"Formats\"")
     p.add_argument("--show-passes", action="store_true", help="print the conversion pass pipeline as it runs")
     p.add_argument("--calibrate", choices=("relu",), help="convert a plain ReLU network by data calibration")
     p.add_argument("--dataset", help="dataset for --calibrate")
