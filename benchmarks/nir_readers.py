@@ -8,7 +8,7 @@ Columns: accuracy per T, the share of predictions that differ from qcfs, spikes 
 every spike of its multi-spike steps). Readers' semantics: qcfs.runtime.nir_readers.
 
     python benchmarks/nir_readers.py --dataset digits
-    python benchmarks/nir_readers.py --dataset fashion-mnist --limit 250 --T 1,2,4,8,16
+    python benchmarks/nir_readers.py --dataset fashion-mnist --limit 1000
 """
 
 from __future__ import annotations
