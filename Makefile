@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.qcfs-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup_env.sh
 	bash scripts/setup_env.sh $(VENV)
@@ -27,6 +27,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+docs: $(STAMP)
+	$(PY) scripts/build_api_docs.py out/api
 
 clean:
 	rm -rf out .pytest_cache

@@ -16,6 +16,13 @@ Graph (node names are layer names, "/" written as "|"):
   <layer>                    IF (r = 1, v_threshold = θ, v_reset = 0) for IF layers; I (r = 1) for the readout.
                              A residual layer has two (or more) edges into it: NIR sums its inputs.
   output                     Output
+Profile "readers" (`qcfs-export --backend nir --nir-profile readers`): no I node; the readout's synapse nodes
+feed the Output node, so the graph outputs the readout current every step and the logits after T steps are the
+sum of the first T outputs (what the I node would hold), for readers without an I node (sinabs 3.1 runs both
+profiles alike: it maps the I node to nothing and outputs the current into it).
+Profile "snntorch": the readers profile with every IF written as the LIF that snnTorch 1.0 runs as an IF with
+reset to zero (SNNTORCH_TAU below; its own IF import cannot run a multi-layer graph). qcfs's importer reads all
+three profiles to the identical IntNet (README "Formats").
 Metadata: the graph carries qcfs_format "qcfs-nir", qcfs_version, qcfs_header (the IntNet header JSON:
 everything but the arrays) and qcfs_semantics; every IF node qcfs_reset "subtract", qcfs_spike "v >= theta",
 qcfs_v_init (per channel) and qcfs_dt 1; the readout qcfs_readout. Grouped convs: nir 1.0.8's type
@@ -37,6 +44,13 @@ from qcfs.intnet import IntNet, Layer, Synapse
 FORMAT_NAME = "qcfs-nir"
 FORMAT_VERSION = 1
 SUFFIX = ".nir"
+PROFILES = ("qcfs", "readers", "snntorch")
+# profile snntorch: snnTorch 1.0.0 imports IF as Leaky(init_hidden=False), whose (spikes, membrane) tuple nirtorch
+# 2.6 hands to the next module (TypeError), so no graph with an IF before another layer runs there. Its LIF
+# import works: beta = 1 - dt/tau with its fixed dt = 1e-4, w_scale = r·dt/tau. tau = 1e12 makes beta exactly 1.0
+# in float64 (dt/tau < 2^-53) and r = tau/dt makes w_scale 1: an IF with reset to zero, as snnTorch runs it.
+SNNTORCH_DT = 1e-4
+SNNTORCH_TAU = 1e12
 SEMANTICS = ("qcfs IF, dt = 1: v(0) = qcfs_v_init (per channel) at every sample; v += I (I = sum of the "
              "incoming synapse nodes, bias included); spike when v >= v_threshold; then v -= v_threshold "
              "(reset by subtraction, not to v_reset); readout I node accumulates, prediction = argmax; input = "
@@ -92,8 +106,10 @@ def _sum_pool_node(nir, layer: Layer, syn: Synapse):  # type: ignore[no-untyped-
                          padding=np.asarray((pt, pl)))
 
 
-def to_nir_graph(net: IntNet):  # type: ignore[no-untyped-def]
-    """The NIRGraph of `net` (see module docstring)."""
+def to_nir_graph(net: IntNet, profile: str = "qcfs"):  # type: ignore[no-untyped-def]
+    """The NIRGraph of `net` (see module docstring); profile "readers" ends in the readout's synapses."""
+    if profile not in PROFILES:
+        raise QCFSError(f"NIR profile must be one of {', '.join(PROFILES)}, got {profile!r}")
     nir = _nir()
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.asarray(net.input.shape)})}
     edges: list[tuple[str, str]] = []
@@ -101,12 +117,21 @@ def to_nir_graph(net: IntNet):  # type: ignore[no-untyped-def]
     for layer in net.layers:
         name = node_name(layer.name)
         shape = np.asarray(layer.shape)
+        # profile readers: the readout's synapses feed the Output node (the graph outputs the readout current)
+        target = "output" if layer.kind == "readout" and profile != "qcfs" else name
         if layer.kind == "if":
             meta = {"qcfs_reset": "subtract", "qcfs_spike": "v >= theta", "qcfs_dt": 1,
                     "qcfs_v_init": np.asarray(layer.v_init_per_channel(), np.float64)}
             th = np.full(tuple(shape), float(layer.threshold))
-            nodes[name] = nir.IF(r=np.ones(tuple(shape)), v_threshold=th, v_reset=np.zeros(tuple(shape)), metadata=meta)
-        else:
+            if profile == "snntorch":
+                meta["qcfs_snntorch"] = "LIF read by snnTorch (dt 1e-4) as an IF with reset to zero"
+                nodes[name] = nir.LIF(tau=np.full(tuple(shape), SNNTORCH_TAU),
+                                      r=np.full(tuple(shape), SNNTORCH_TAU / SNNTORCH_DT),
+                                      v_leak=np.zeros(tuple(shape)), v_threshold=th, metadata=meta)
+            else:
+                nodes[name] = nir.IF(r=np.ones(tuple(shape)), v_threshold=th, v_reset=np.zeros(tuple(shape)),
+                                     metadata=meta)
+        elif target == name:
             nodes[name] = nir.I(r=np.ones(tuple(shape)), metadata={"qcfs_readout": "accumulate; argmax"})
         for j, syn in enumerate(layer.synapses):
             if syn.source not in shapes:
@@ -131,12 +156,17 @@ def to_nir_graph(net: IntNet):  # type: ignore[no-untyped-def]
                 prev = fn
             sn = f"{name}.syn{j}"
             nodes[sn] = _synapse_node(nir, net, layer, j, syn, src_shape)
-            edges += [(prev, sn), (sn, name)]
+            edges += [(prev, sn), (sn, target)]
         shapes[layer.name] = tuple(layer.shape)
     nodes["output"] = nir.Output(output_type={"output": np.asarray(net.readout.shape)})
-    edges.append((node_name(net.readout.name), "output"))
     meta = {"qcfs_format": FORMAT_NAME, "qcfs_version": FORMAT_VERSION, "qcfs_header": json.dumps(net.header()),
             "qcfs_semantics": SEMANTICS}
+    if profile != "qcfs":
+        meta["qcfs_nir_profile"], meta["qcfs_readout_node"] = profile, node_name(net.readout.name)
+        meta["qcfs_semantics"] = SEMANTICS.replace("readout I node accumulates", "the Output node receives the "
+                                                   "readout current every step, logits = its sum over the steps")
+    else:
+        edges.append((node_name(net.readout.name), "output"))
     # nir 1.0.8 infers a Conv2d's input channels as weight.shape[1], ignoring groups: a grouped conv fails its
     # type check, so such graphs are built (and must be read) with type_check=False
     grouped = any(s.kind == "conv" and s.groups > 1 for layer in net.layers for s in layer.synapses)
@@ -145,12 +175,12 @@ def to_nir_graph(net: IntNet):  # type: ignore[no-untyped-def]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=not grouped and not pooled)
 
 
-def export_nir(net: IntNet, out: str | Path) -> Path:
+def export_nir(net: IntNet, out: str | Path, profile: str = "qcfs") -> Path:
     """Write `out` (.nir) with nir.write, derived from the network exactly as the file states it
     (`as_embedded`), so qcfs's importer re-derives the file bit for bit (nir_verify)."""
     from qcfs.intnet import as_embedded
 
     nir = _nir()
     out = Path(out)
-    nir.write(out, to_nir_graph(as_embedded(net)))
+    nir.write(out, to_nir_graph(as_embedded(net), profile))
     return out

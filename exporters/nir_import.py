@@ -23,7 +23,7 @@ import numpy as np
 
 from qcfs.errors import ModelFileError
 from qcfs.exporters.hdf5_guard import h5py_module, scan_hdf5
-from qcfs.exporters.nir_export import FORMAT_NAME, FORMAT_VERSION, _nir, node_name
+from qcfs.exporters.nir_export import FORMAT_NAME, FORMAT_VERSION, PROFILES, _nir, node_name
 from qcfs.intnet import IntNet, SumPool, Synapse, load_intnet
 
 NEURONS = ("IF", "I")
@@ -116,25 +116,39 @@ def graph_layers(graph) -> tuple[tuple[int, ...], list[GraphLayer]]:  # type: ig
         raise ModelFileError(f"graph has {len(inputs)} Input and {len(outputs)} Output nodes; qcfs reads one each")
     in_name, out_name = inputs[0], outputs[0]
     in_shape = tuple(int(s) for s in np.asarray(nodes[in_name].input_type["input"]).reshape(-1))
+    # profile snntorch (nir_export) writes the IF layers as LIF nodes that snnTorch runs as IF; only there
+    snntorch_profile = _text((graph.metadata or {}).get("qcfs_nir_profile")) == "snntorch"
+    neuron_types = NEURONS + (("LIF",) if snntorch_profile else ())
     for k, n in nodes.items():
         typ = type(n).__name__
-        if typ not in NEURONS + SYNAPSES + ("Input", "Output", "Flatten", "Delay", "SumPool2d"):
+        if typ not in neuron_types + SYNAPSES + ("Input", "Output", "Flatten", "Delay", "SumPool2d"):
             raise ModelFileError(f"node {k}: type {typ}; qcfs reads Input, Conv2d, Affine, Linear, Flatten, Delay, "
                                  f"SumPool2d, IF, I, Output")
     ro = preds.get(out_name, [])
-    if len(ro) != 1 or type(nodes[ro[0]]).__name__ not in NEURONS:
-        raise ModelFileError(f"node {out_name}: must have exactly one IF/I node as input, has {ro}")
+    # profile "readers" (nir_export): the readout's synapse nodes feed the Output node, which stands for the
+    # readout (the sum of its outputs over the steps is what an I node would hold)
+    direct = bool(ro) and all(type(nodes[p]).__name__ in SYNAPSES for p in ro)
+    if not direct and (len(ro) != 1 or type(nodes[ro[0]]).__name__ not in neuron_types):
+        raise ModelFileError(f"node {out_name}: must have exactly one IF/I node, or the readout's Conv2d/Affine/"
+                             f"Linear nodes, as input; has {ro}")
+    readout = _text((graph.metadata or {}).get("qcfs_readout_node", "readout")) if direct else ro[0]
+    if direct and readout in nodes:
+        raise ModelFileError(f"graph metadata qcfs_readout_node {readout!r} names an existing node")
+    neurons = [(k, n) for k, n in nodes.items() if type(n).__name__ in neuron_types]
+    if direct:
+        neurons.append((readout, nodes[out_name]))
     layers: dict[str, GraphLayer] = {}
-    for k, n in nodes.items():
+    for k, n in neurons:
         typ = type(n).__name__
-        if typ not in NEURONS:
-            continue
-        shape = tuple(int(s) for s in np.asarray(n.r).shape)
-        gl = GraphLayer(name=k, node=n, kind="readout" if k == ro[0] else "if", shape=shape)
-        if gl.kind == "if" and typ != "IF":
+        if typ == "Output":
+            shape = tuple(int(s) for s in np.asarray(n.output_type["output"]).reshape(-1))
+        else:
+            shape = tuple(int(s) for s in np.asarray(n.r).shape)
+        gl = GraphLayer(name=k, node=n, kind="readout" if k == readout else "if", shape=shape)
+        if gl.kind == "if" and typ == "I":
             raise ModelFileError(f"node {k}: an I (integrator) node that is not the readout; qcfs needs IF")
         bias = np.zeros(shape[0] if len(shape) == 3 else int(np.prod(shape)))
-        for sn in preds.get(k, []):
+        for sn in preds.get(out_name if typ == "Output" else k, []):
             sn_node = nodes[sn]
             if type(sn_node).__name__ not in SYNAPSES:
                 raise ModelFileError(f"node {k}: input {sn} is a {type(sn_node).__name__}, expected Conv2d/Affine/Linear")
@@ -160,7 +174,7 @@ def graph_layers(graph) -> tuple[tuple[int, ...], list[GraphLayer]]:  # type: ig
                     raise ModelFileError(f"node {src}: needs exactly one input, has {len(up)}")
                 src = up[0]
             st = type(nodes[src]).__name__
-            if st not in NEURONS + ("Input",):
+            if st not in neuron_types + ("Input",):
                 raise ModelFileError(f"node {sn}: chain starts at {src} ({st}), not at a neuron or the Input")
             syn, b = _synapse(f"node {sn}", sn_node, "input" if src == in_name else src, delay)
             syn.pool = pool
@@ -177,10 +191,10 @@ def graph_layers(graph) -> tuple[tuple[int, ...], list[GraphLayer]]:  # type: ig
     done = {"input"}
     pending = dict(layers)
     while pending:
-        ready = [k for k, gl in pending.items() if all(s.source in done for s in gl.synapses) and k != ro[0]]
+        ready = [k for k, gl in pending.items() if all(s.source in done for s in gl.synapses) and k != readout]
         if not ready:
-            if list(pending) == [ro[0]]:
-                ready = [ro[0]]
+            if list(pending) == [readout]:
+                ready = [readout]
             else:
                 raise ModelFileError(f"nodes {sorted(pending)}: a cycle or an unreachable source (recurrence is "
                                      f"not part of qcfs networks)")
@@ -288,5 +302,9 @@ def load_nir_intnet(path: str | Path) -> IntNet:
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         raise ModelFileError(f"{path}: qcfs_header incomplete or inconsistent with the graph ({err!r})") from None
     net = load_intnet(io.BytesIO(_intnet_bytes(hdr, arrays)), name=f"{path}: qcfs_header and nodes")
-    verify_nir_file(path, net, hdr)
+    profile = _text(meta.get("qcfs_nir_profile", "qcfs"))
+    if profile not in PROFILES:
+        raise ModelFileError(f"{path}: graph metadata qcfs_nir_profile {profile!r} is none of {', '.join(PROFILES)}; "
+                             "re-export it with qcfs-export --backend nir")
+    verify_nir_file(path, net, hdr, profile)  # the file must be what `net` exports to under its own profile
     return net

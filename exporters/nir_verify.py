@@ -52,11 +52,12 @@ def same_json(got: Any, want: Any) -> bool:
     return type(got) is type(want) and got == want
 
 
-def verify_nir_file(path: str | Path, net: IntNet, header: dict[str, Any]) -> None:
-    """ModelFileError at the first object of the file at `path` that `net` does not export to."""
+def verify_nir_file(path: str | Path, net: IntNet, header: dict[str, Any], profile: str = "qcfs") -> None:
+    """ModelFileError at the first object of the file at `path` that `net` does not export to (under the NIR
+    profile the file says it was written with)."""
     nir, h5py = _nir(), h5py_module()
     try:
-        graph = to_nir_graph(net)
+        graph = to_nir_graph(net, profile)
     except NirFormatError as err:
         raise ModelFileError(f"{path}: the network it states cannot be a NIR export ({err}); {FIX}") from None
     buf = io.BytesIO()

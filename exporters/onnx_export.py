@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 import torch
@@ -30,7 +31,8 @@ from qcfs.frontend.checkpoint import load_checkpoint
 from qcfs.frontend.models import ModelConfig
 from qcfs.frontend.qcfs_act import QCFS
 
-__all__ = ["export_checkpoint", "export_module", "export_proto", "load_checkpoint", "qcfs_function_proto"]
+__all__ = ["export_checkpoint", "export_module", "export_proto", "export_user_module", "load_checkpoint",
+           "qcfs_function_proto"]
 
 SUPPORTED_OPSETS = range(13, 21)  # the qcfs function body needs opset >= 13; torch's exporter emits <= 20 here
 
@@ -131,11 +133,47 @@ def _name_lambdas(model_ir: ir.Model, module: nn.Module) -> None:
 
 def export_proto(model: nn.Module, meta: Mapping[str, Any], opset: int = 20) -> onnx.ModelProto:
     """Export an eval-mode zoo model to a canonical ModelProto (nothing written)."""
+    cfg = _config(meta)
+    example = torch.zeros(2, cfg.in_channels, cfg.image_size, cfg.image_size)
+    return _export(model.eval(), example, _metadata(cfg, meta, opset), opset)
+
+
+def export_user_module(model: nn.Module, example_input: Any, *, normalize: tuple[Any, Any] | None = None,
+                       dataset: str | None = None, opset: int = 20) -> onnx.ModelProto:
+    """Export any module built from QCFS activations (not only zoo models) to a canonical ModelProto.
+
+    `example_input` ([N, C, H, W] or one [C, H, W] image) gives the input shape only; the batch axis is
+    exported dynamic. `normalize` = (mean, std) per channel when the module expects normalized inputs (the
+    simulators then feed images in [0, 1] through it); None: pixels in [0, 1] go in as they are."""
+    example = torch.as_tensor(example_input)
+    if example.ndim == 3:
+        example = example.unsqueeze(0)
+    if example.ndim != 4 or not example.is_floating_point():
+        raise QCFSError(f"example_input must be float images [N, C, H, W] or [C, H, W], got a {example.dtype} "
+                        f"tensor of shape {tuple(example.shape)}")
+    acts = [m for m in model.modules() if isinstance(m, QCFS)]
+    if not acts:
+        raise QCFSError(f"{type(model).__name__}: no QCFS activation in the module; qcfs converts QCFS networks "
+                        f"(qcfs.frontend.qcfs_act.QCFS in place of every ReLU)")
+    model = model.eval()
+    chw = [int(d) for d in example.shape[1:]]
+    example = torch.zeros(2, *chw)  # batch 2: a batch of 1 would be specialized, not exported as a dynamic axis
+    with torch.no_grad():
+        classes = int(model(example).reshape(2, -1).shape[1])
+    meta: dict[str, Any] = {
+        "qcfs.model": type(model).__name__, "qcfs.dataset": dataset, "qcfs.input_shape": chw,
+        "qcfs.classes": classes, "qcfs.L": acts[0].L if all(a.L == acts[0].L for a in acts) else None,
+        "qcfs.phi": acts[0].phi, "qcfs.calibrated": "false", "qcfs.opset": opset,
+    }
+    if normalize is not None:
+        meta["qcfs.normalize.mean"] = [float(v) for v in np.atleast_1d(np.asarray(normalize[0], np.float64))]
+        meta["qcfs.normalize.std"] = [float(v) for v in np.atleast_1d(np.asarray(normalize[1], np.float64))]
+    return _export(model, example, meta, opset)
+
+
+def _export(model: nn.Module, example: torch.Tensor, metadata: Mapping[str, Any], opset: int) -> onnx.ModelProto:
     if opset not in SUPPORTED_OPSETS:
         raise QCFSError(f"--opset must be in {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}, got {opset}")
-    cfg = _config(meta)
-    model = model.eval()
-    example = torch.zeros(2, cfg.in_channels, cfg.image_size, cfg.image_size)
     with export_hooks.use_op(_qcfs_symbolic), torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
@@ -147,7 +185,7 @@ def export_proto(model: nn.Module, meta: Mapping[str, Any], opset: int = 20) -> 
     proto = ir.to_proto(model_ir)
     attach_qcfs_function(proto, opset)
     set_ir_version(proto)
-    set_metadata(proto, _metadata(cfg, meta, opset))
+    set_metadata(proto, metadata)
     proto.producer_name = "qcfs"
     return proto
 

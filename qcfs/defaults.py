@@ -1,6 +1,7 @@
 """The model `qcfs-run` uses when no --model is given, per dataset.
 
-Lookup order: models/<dataset>/ shipped in the repository, then the user cache ($QCFS_CACHE_DIR or
+Lookup order: models/<dataset>/ shipped in the repository (in a wheel: the same files, installed as package
+data next to this module), then the user cache ($QCFS_CACHE_DIR or
 ~/.cache/qcfs)/<dataset>/; in each, model.onnx before model.pt before model.intnet.npz. The ONNX comes first
 because it is the deployment hand-off (what qcfs-export writes and other tools read) and because loading it
 keeps torch out of the simulation process; model.pt stays as the fallback for a freshly trained model that
@@ -18,7 +19,9 @@ from pathlib import Path
 
 from qcfs.errors import QCFSError
 
-REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
+# models/ of the source tree, or its copy inside an installed wheel (package data `qcfs.models`, pyproject.toml)
+_PACKAGED_MODELS = Path(__file__).resolve().parent / "models"
+REPO_MODELS = _PACKAGED_MODELS if _PACKAGED_MODELS.is_dir() else Path(__file__).resolve().parent.parent / "models"
 MODEL_NAMES = ("model.onnx", "model.pt", "model.intnet.npz")  # ONNX first: see the module docstring
 DEFAULT_ARCH = {"digits": "cnn", "fashion-mnist": "cnn", "cifar10": "resnet20"}
 

@@ -156,6 +156,7 @@ def export(
     arch: str | None = None,
     pool: str | None = None,
     fit: Any = None,
+    nir_profile: str = "qcfs",
 ) -> Path:
     """pool: "compose" folds average pools into the next synapse, "separate" keeps sum-pool stages (when a model
     is converted; None: separate with `fit`, else compose). fit: a qcfs.report.resources.FitRequest applied to
@@ -167,7 +168,7 @@ def export(
         if kind in ("lava", "snn-onnx") or backend == "onnx":
             raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend "
                             f"intnet, lava, snn-onnx, netx or nir (not from a .lava.npz or .snn.onnx)")
-        if backend == kind and snn_calib is None:
+        if backend == kind and snn_calib is None and not (kind == "nir" and nir_profile != "qcfs"):
             raise QCFSError(f"{model}: is already a {kind} file (re-export it only with --snn-calib)")
         if pool is not None:
             raise QCFSError(f"{model}: --pool applies when a model is converted; an exported {kind} network keeps "
@@ -207,7 +208,7 @@ def export(
     if backend == "nir":
         from qcfs.exporters.nir_export import export_nir
 
-        return export_nir(net, out)
+        return export_nir(net, out, profile=nir_profile)
     from qcfs.exporters.lava_export import export_lava
 
     return export_lava(net, out)

@@ -65,7 +65,8 @@ def rules_for(net: IntNet, nodes: dict[str, Any], semantics: str, membrane_bits:
         node, shape = nodes[layer.name], tuple(layer.shape)
         readout = layer.kind == "readout"
         if semantics == "stock":
-            r = channel_last(np.asarray(node.r, np.float64), shape)
+            # an Output node standing for the readout (profile "readers") passes the current on as it is: r = 1
+            r = channel_last(np.asarray(getattr(node, "r", np.ones(shape)), np.float64), shape)
             if readout:
                 rules[layer.name] = NirIFRule(r=r, v_threshold=np.zeros(1), v_reset=np.zeros(1), integrator=True)
             else:

@@ -33,6 +33,18 @@ class SimResult:
     def predictions(self, T: int) -> np.ndarray:
         return np.argmax(self.logits[T], axis=1)
 
+    def accuracy(self, labels: np.ndarray) -> dict[int, float]:
+        """Top-1 accuracy (a fraction in [0, 1]) at every simulated T against integer `labels` [N]."""
+        y = np.asarray(labels).reshape(-1)
+        n = len(self.logits[self.T_max])
+        if len(y) != n:
+            raise ValueError(f"{len(y)} labels for {n} simulated samples")
+        return {T: float(np.mean(self.predictions(T) == y)) for T in self.Ts}
+
+    def spikes_per_sample(self, T: int) -> float:
+        """Mean spikes per sample over all IF layers in the first T steps."""
+        return float(np.mean(sum(np.asarray(c, np.int64) for c in self.spikes[T].values())))
+
     def counts_arrays(self) -> dict[str, np.ndarray]:
         """The `--counts` NPZ content: per layer int64 [N] spike counts over T_max, and `logits` at T_max."""
         out = {name: np.asarray(c, dtype=np.int64) for name, c in self.spikes[self.T_max].items()}

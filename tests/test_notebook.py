@@ -1,11 +1,12 @@
-"""Execute examples/loihi_sim.ipynb end to end with nbclient (about a minute on 2 cores).
+"""Execute examples/loihi_sim.ipynb (about a minute on 2 cores) and examples/quickstart.ipynb end to end with
+nbclient.
 
 The kernel is this interpreter (sys.executable): a throw-away kernelspec in a temp dir, found through
 JUPYTER_PATH, so nothing is installed or registered globally and a fresh venv works. The notebook writes its
 files to $QCFS_NOTEBOOK_OUT (a temp dir here).
 
 Regenerate the committed outputs (run from the repository root):
-    .venv/bin/python tests/test_notebook.py --write
+    .venv/bin/python tests/test_notebook.py --write [examples/NAME.ipynb ...]   (default: both)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "loihi_sim.ipynb"
+QUICKSTART = ROOT / "examples" / "quickstart.ipynb"
 KERNEL_NAME = "qcfs-test-python3"
 CELL_TIMEOUT_S = 240  # the Lava cell has its own 300 s deadline inside simulate_lava; normal runs take seconds
 COMPARE_TAG = "lava-compare"
@@ -103,12 +105,43 @@ def test_committed_notebook_has_outputs() -> None:
     assert len(compare) == 1 and IDENTICAL_LINE in _text(compare[0])
 
 
+def _executed_cleanly(nb) -> list:  # type: ignore[no-untyped-def]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.get("execution_count") for c in code), "some cell did not run"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"cell error: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    return code
+
+
+QUICKSTART_SAVED = "reloaded counts identical: True"
+
+
+@pytest.mark.timeout(300)
+def test_quickstart_runs(tmp_path: Path) -> None:
+    """The API quick start: train, convert, simulate, calibrate, save/load in every format, own module."""
+    code = _executed_cleanly(execute_notebook(QUICKSTART, tmp_path / "out"))
+    assert "".join(_text(c) for c in code).count(QUICKSTART_SAVED) == 5
+    assert (tmp_path / "out" / "cnn-digits-T1.nir").is_file()
+
+
+def test_committed_quickstart_has_outputs() -> None:
+    import nbformat
+
+    nb = nbformat.read(QUICKSTART, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "re-run it with --write"
+    assert all(o.get("output_type") != "error" for c in code for o in c.outputs)
+    assert "".join(_text(c) for c in code).count(QUICKSTART_SAVED) == 5
+
+
 if __name__ == "__main__":
     import nbformat
 
-    if sys.argv[1:] != ["--write"]:
-        sys.exit(f"usage: {sys.argv[0]} --write   (executes {NOTEBOOK.relative_to(ROOT)} and saves it with outputs)")
-    t0 = time.perf_counter()
-    executed = execute_notebook(NOTEBOOK)
-    nbformat.write(executed, NOTEBOOK)
-    print(f"executed and saved {NOTEBOOK.relative_to(ROOT)} in {time.perf_counter() - t0:.1f} s")
+    if sys.argv[1:2] != ["--write"]:
+        sys.exit(f"usage: {sys.argv[0]} --write [NOTEBOOK ...]  (executes {NOTEBOOK.relative_to(ROOT)} and "
+                 f"{QUICKSTART.relative_to(ROOT)}, or the ones named, and saves them with outputs)")
+    for path in [Path(p).resolve() for p in sys.argv[2:]] or [NOTEBOOK, QUICKSTART]:
+        t0 = time.perf_counter()
+        executed = execute_notebook(path)
+        nbformat.write(executed, path)
+        print(f"executed and saved {path.relative_to(ROOT)} in {time.perf_counter() - t0:.1f} s")

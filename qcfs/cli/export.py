@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snn-kernels", default="auto", choices=("auto", "int8", "float32"),
                    help="snn-onnx: u8×s8 MatMulInteger, float32 Conv/MatMul where provably exact, or auto "
                         "(int8 for wide convolutions, default)")
+    p.add_argument("--nir-profile", default="qcfs", choices=("qcfs", "readers", "snntorch"),
+                   help="--backend nir: qcfs (readout as an I node, default), readers (the graph outputs the "
+                        "readout current, summed over steps by the user; for readers without NIR's I node) or "
+                        "snntorch (readers, each IF as the LIF snnTorch 1.0 runs as an IF with reset to zero); "
+                        "README \"Formats\"")
     p.add_argument("--show-passes", action="store_true", help="print the conversion pass pipeline as it runs")
     p.add_argument("--calibrate", choices=("relu",), help="convert a plain ReLU network by data calibration")
     p.add_argument("--dataset", help="dataset for --calibrate")
@@ -132,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     fit = fit_request(args.fit, args.chips, args.fit_json, args.fit_set)
     if fit is not None and args.backend == "onnx":
         raise QCFSError("--fit estimates an integer SNN: use it with --backend lava (or intnet, snn-onnx, netx, nir)")
+    if args.nir_profile != "qcfs" and args.backend != "nir":
+        raise QCFSError(f"--nir-profile applies to --backend nir only (got --backend {args.backend})")
     model = safe_io.safe_model_input(args.model)
     out = plan_output(model, args)
     if args.fit_json:
@@ -157,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             arch=args.arch,
             pool=args.pool,
             fit=fit,
+            nir_profile=args.nir_profile,
         )
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -1,0 +1,110 @@
+"""What the NIR readers people use get from our `.nir` file, measured by running them: sinabs 3.1.3
+(`sinabs.from_nir`) and snnTorch 1.0.0 (`snntorch.import_nir.import_from_nir`), unmodified, on the shipped model
+exported with `qcfs-export --backend nir --nir-profile readers` (sinabs) and `--nir-profile snntorch`, next
+to qcfs's exact semantics (the NumPy runtime on the network the file carries = `qcfs-run --model X.nir`, bit for
+bit) on the same samples and T.
+
+Columns: accuracy per T, the share of predictions that differ from qcfs, spikes per sample (sinabs counts
+every spike of its multi-spike steps). Readers' semantics: qcfs.runtime.nir_readers.
+
+    python benchmarks/nir_readers.py --dataset digits
+    python benchmarks/nir_readers.py --dataset fashion-mnist --limit 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qcfs.data import load_split
+from qcfs.exporters.nir_export import export_nir
+from qcfs.pipeline import canonical_onnx, to_intnet
+from qcfs.runtime.nir_readers import simulate_sinabs, simulate_snntorch
+from qcfs.runtime.numpy_snn import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _acc(res, y: np.ndarray, T: int) -> float:  # type: ignore[no-untyped-def]
+    return round(100.0 * float((res.predictions(T) == y).mean()), 2)
+
+
+def _spikes(res, T: int) -> float:  # type: ignore[no-untyped-def]
+    return round(float(sum(np.asarray(c).sum() for c in res.spikes[T].values())) / len(res.logits[T]), 1)
+
+
+def _cpu() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration, subprocess.SubprocessError):
+        return platform.processor() or "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--model", help="default: models/<dataset>/model.onnx")
+    ap.add_argument("--limit", type=int, help="first N test samples (default: all)")
+    ap.add_argument("--T", default="1,2,4,8,16,32")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args()
+    import nir
+    import sinabs
+    import snntorch
+
+    Ts = sorted({int(t) for t in args.T.split(",")})
+    model = Path(args.model or ROOT / "models" / args.dataset / "model.onnx")
+    x, y = load_split(args.dataset, "test")
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+    net = to_intnet(canonical_onnx(model))
+    runs, seconds = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for_sinabs = export_nir(net, Path(tmp) / "m.readers.nir", profile="readers")
+        for_snntorch = export_nir(net, Path(tmp) / "m.snntorch.nir", profile="snntorch")
+        for name, fn in (("qcfs", lambda: simulate(net, x, Ts, progress=False)),
+                         ("sinabs", lambda: simulate_sinabs(for_sinabs, x, Ts)),
+                         ("snntorch", lambda: simulate_snntorch(for_snntorch, x, Ts))):
+            t0 = time.perf_counter()
+            runs[name] = fn()
+            seconds[name] = round(time.perf_counter() - t0, 1)
+    rows = []
+    for T in Ts:
+        ref = runs["qcfs"].predictions(T)
+        row = {"T": T}
+        for name, res in runs.items():
+            row[f"{name}_acc"] = _acc(res, y, T)
+            row[f"{name}_spikes"] = _spikes(res, T)
+            if name != "qcfs":
+                row[f"{name}_differs"] = round(100.0 * float((res.predictions(T) != ref).mean()), 1)
+        rows.append(row)
+    doc = {"dataset": args.dataset, "model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
+           "samples": int(len(y)), "Ts": Ts, "rows": rows, "seconds": seconds,
+           "versions": {"nir": nir.__version__, "sinabs": sinabs.__version__, "snntorch": snntorch.__version__},
+           "machine": _cpu(), "date": time.strftime("%Y-%m-%d"),
+           "command": f"python benchmarks/nir_readers.py --dataset {args.dataset}"
+                      + (f" --limit {args.limit}" if args.limit else "")
+                      + (f" --T {args.T}" if args.T != "1,2,4,8,16,32" else "")}
+    head = ("| T | qcfs (exact) % | sinabs % | snnTorch % | sinabs pred. ≠ qcfs % | snnTorch pred. ≠ qcfs % "
+            "| spikes/sample qcfs | sinabs | snnTorch |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [head] + [f"| {r['T']} | {r['qcfs_acc']:.2f} | {r['sinabs_acc']:.2f} | {r['snntorch_acc']:.2f} | "
+                      f"{r['sinabs_differs']:.1f} | {r['snntorch_differs']:.1f} | {r['qcfs_spikes']:.0f} | "
+                      f"{r['sinabs_spikes']:.0f} | {r['snntorch_spikes']:.0f} |" for r in rows]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"nir_readers_{args.dataset}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / f"nir_readers_{args.dataset}.md").write_text("\n".join(lines) + "\n")
+    print(json.dumps({k: doc[k] for k in ("dataset", "samples", "seconds", "versions", "machine")}))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
