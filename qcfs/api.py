@@ -157,13 +157,12 @@ class Network:
             _write(self, fmt, tmp, options)
         return Path(path)
 
-    def fit_report(self, *args: Any, **kwargs: Any) -> Any:
-        """The resource report of this network on a chip profile (qcfs.toolchain.fit, where installed)."""
-        try:
-            from qcfs.toolchain.fit import fit_report
-        except ImportError:
-            raise QCFSError("no resource model in this version of qcfs (qcfs.toolchain.fit)") from None
-        return fit_report(self.intnet, *args, **kwargs)
+    def fit_report(self, profile: Any = "loihi2", chips: int | None = None) -> Any:
+        """The estimated resources of this network on a chip profile (qcfs.report.resources.fit_report: a
+        FitReport with per-layer neurons, synapses, memory, cores and chips; an estimate, never a guarantee)."""
+        from qcfs.report.resources import fit_report
+
+        return fit_report(self.intnet, profile, chips)
 
 
 # --- entry points ------------------------------------------------------------------------------------------

@@ -134,3 +134,14 @@ def test_public_names() -> None:
     for name in qcfs.__all__:
         assert getattr(qcfs, name) is not None, name
     assert qcfs.QCFS.__name__ == "QCFS"
+
+
+def test_fit_report_is_the_resource_model(user_net: qcfs.Network) -> None:
+    """Network.fit_report is qcfs.report.resources.fit_report on the network it holds."""
+    from qcfs.report.resources import fit_report
+
+    got, want = user_net.fit_report("loihi2", chips=1), fit_report(user_net.intnet, "loihi2", 1)
+    assert got.totals == want.totals and got.chips_needed == want.chips_needed >= 1
+    assert got.fits and got.refusal is None  # a small digits net fits one chip
+    assert got.totals["synapses"] > 0 and got.totals["neurons"] >= sum(
+        int(np.prod(layer.shape)) for layer in user_net.intnet.if_layers)
