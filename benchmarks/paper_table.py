@@ -79,6 +79,8 @@ def markdown(doc: dict) -> str:
     lines.append("| ours: SNN − ANN | | " + " | ".join(f"{acc[t] - ann:+.2f}" for t in TS) + " |")
     spikes = {r["T"]: r["spikes_per_sample"] for r in ours["results"]}
     lines.append("| ours: spikes/sample | | " + " | ".join(f"{spikes[t]:,.0f}" for t in TS) + " |")
+    n_ll = doc.get("low_latency_test_samples")
+    on = f", {n_ll:,} evenly spaced test samples" if n_ll and n_ll != ours["samples"] else ""
     for label, row in doc.get("calibrated", {}).items():
         cells = []
         for t in TS:
@@ -89,7 +91,7 @@ def markdown(doc: dict) -> str:
                 cells.append(f"{v[0]:.2f} (ρ = {v[1]})")
             else:
                 cells.append(f"{v:.2f}")
-        lines.append(f"| ours: {label} | | " + " | ".join(cells) + " |")
+        lines.append(f"| ours: {label}{on} | | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
