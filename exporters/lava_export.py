@@ -28,7 +28,7 @@ import numpy as np
 
 from qcfs.errors import BackendError, ModelFileError
 from qcfs.intnet import IntNet, Layer, Synapse
-from qcfs.semantics import membrane_limits
+from qcfs.semantics import membrane_limits, payload_bits
 
 FORMAT_NAME = "qcfs-lava"
 FORMAT_VERSION = 2
@@ -81,7 +81,7 @@ def _lava_padding(syn: Synapse, in_hw: tuple[int, int], k_hw: tuple[int, int], o
 
 
 def _max_abs_input(net: IntNet, source: str) -> int:
-    return (1 << (net.input.bits - 1)) if source == "input" else 1
+    return (1 << (net.input.bits - 1)) if source == "input" else int(net.max_spikes_per_step)
 
 
 def _synapse_entry(net: IntNet, layer: Layer, j: int, syn: Synapse, shapes: dict[str, tuple[int, ...]]
@@ -95,7 +95,9 @@ def _synapse_entry(net: IntNet, layer: Layer, j: int, syn: Synapse, shapes: dict
     xmax = _max_abs_input(net, syn.source)
     entry: dict[str, Any] = {
         "source": syn.source, "kind": syn.kind, "delay": int(syn.delay), "groups": int(syn.groups),
-        "num_message_bits": 8 if graded else 0, "input_shape": list(whc(src_shape)),
+        # graded spikes (m > 1) arrive as messages of payload_bits(m) bits; binary ones as 0 (Lava's spikes)
+        "num_message_bits": 8 if graded else payload_bits(int(net.max_spikes_per_step)),
+        "input_shape": list(whc(src_shape)),
     }
     if syn.kind == "conv":
         if len(src_shape) != 3 or len(layer.shape) != 3:
@@ -194,7 +196,7 @@ def lava_payload(net: IntNet) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         lshape = whc(shape)
         arrays[f"{layer.name}/bias"] = _full_whc(layer.bias, shape)
         if layer.kind == "if":
-            arrays[f"{layer.name}/v_init"] = _full_whc(layer.v_init_per_channel(), shape)
+            arrays[f"{layer.name}/v_init"] = _full_whc(layer.v_init_full().reshape(-1), shape)
         syns = []
         for j, syn in enumerate(layer.synapses):
             if syn.source not in shapes:
@@ -206,7 +208,8 @@ def lava_payload(net: IntNet) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         layers.append({
             "name": layer.name, "kind": layer.kind, "shape": list(shape), "lava_shape": list(lshape),
             "threshold": int(thr), "depth": int(layer.depth),
-            "v_init": "per-channel" if layer.per_channel_v_init else int(float(layer.v_init)),  # informative
+            "v_init": ("per-neuron" if layer.per_neuron_v_init else "per-channel") if layer.per_channel_v_init
+            else int(float(layer.v_init)),  # informative
             "v_min": v_min, "v_max": v_max, "synapses": syns,
         })
         shapes[layer.name] = shape
@@ -219,6 +222,8 @@ def lava_payload(net: IntNet) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                   "bits": net.input.bits},
         "layers": layers,
     }
+    if net.max_spikes_per_step > 1:  # graded spikes (absent: binary, as in files written before)
+        header["max_spikes_per_step"] = int(net.max_spikes_per_step)
     return header, arrays
 
 

@@ -84,6 +84,9 @@ def _synapse_node(nir, net: IntNet, layer: Layer, j: int, syn: Synapse, src_shap
 def to_nir_graph(net: IntNet):  # type: ignore[no-untyped-def]
     """The NIRGraph of `net` (see module docstring)."""
     nir = _nir()
+    if net.max_spikes_per_step > 1:
+        raise NirFormatError(f"graded spikes (max_spikes_per_step {net.max_spikes_per_step}): NIR's IF node has no "
+                             f"multi-spike output; export --backend lava or keep the IntNet")
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.asarray(net.input.shape)})}
     edges: list[tuple[str, str]] = []
     shapes = {"input": tuple(net.input.shape)}
@@ -91,8 +94,9 @@ def to_nir_graph(net: IntNet):  # type: ignore[no-untyped-def]
         name = node_name(layer.name)
         shape = np.asarray(layer.shape)
         if layer.kind == "if":
+            v0 = layer.v_init_full().reshape(-1) if layer.per_neuron_v_init else layer.v_init_per_channel()
             meta = {"qcfs_reset": "subtract", "qcfs_spike": "v >= theta", "qcfs_dt": 1,
-                    "qcfs_v_init": np.asarray(layer.v_init_per_channel(), np.float64)}
+                    "qcfs_v_init": np.asarray(v0, np.float64)}  # per channel, or per neuron (C, H, W flattened)
             th = np.full(tuple(shape), float(layer.threshold))
             nodes[name] = nir.IF(r=np.ones(tuple(shape)), v_threshold=th, v_reset=np.zeros(tuple(shape)), metadata=meta)
         else:

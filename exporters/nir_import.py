@@ -251,7 +251,8 @@ def load_nir_intnet(path: str | Path) -> IntNet:
                       input=InputSpec(shape=tuple(inp["shape"]), mean=tuple(inp["mean"]), std=tuple(inp["std"]),
                                       scale=inp["scale"], bits=int(inp["bits"])),
                       layers=layers, L=int(hdr["L"]), phi=float(hdr["phi"]), profile=HardwareProfile(**hdr["profile"]),
-                      readout_scale=float(hdr["readout_scale"]), metadata=dict(hdr.get("metadata", {})))
+                      readout_scale=float(hdr["readout_scale"]), metadata=dict(hdr.get("metadata", {})),
+                      max_spikes_per_step=hdr.get("max_spikes_per_step", 1))
     except ModelFileError as err:
         msg = str(err)
         raise ModelFileError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None

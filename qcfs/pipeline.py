@@ -148,6 +148,8 @@ def export(
     snn_calib: SnnCalibOptions | None = None,
     kernels: str = "auto",
     arch: str | None = None,
+    spikes_per_step: int = 1,
+    graded_scale: str = "m",
 ) -> Path:
     authors = None if arch is None else {"arch": arch, "L": L, "dataset": dataset}
     kind = "checkpoint" if authors is not None and model.name.endswith((".pt", ".pth")) else model_kind(model)
@@ -156,8 +158,9 @@ def export(
         if kind in ("lava", "snn-onnx") or backend == "onnx":
             raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend "
                             f"intnet, lava, snn-onnx, netx or nir (not from a .lava.npz or .snn.onnx)")
-        if backend == kind and snn_calib is None:
-            raise QCFSError(f"{model}: is already a {kind} file (re-export it only with --snn-calib)")
+        if backend == kind and snn_calib is None and spikes_per_step == 1:
+            raise QCFSError(f"{model}: is already a {kind} file (re-export it only with --snn-calib or "
+                            f"--spikes-per-step)")
         net = load_exported(model, kind)
     else:
         if backend == "onnx":
@@ -174,6 +177,10 @@ def export(
                         show_passes=show_passes)
     if snn_calib is not None:
         net = calibrate_snn(net, snn_calib, show_passes=show_passes)
+    if spikes_per_step > 1:
+        from qcfs.toolchain.graded import make_graded
+
+        net = make_graded(net, spikes_per_step, scale=graded_scale == "m")
     if out.exists() and out.resolve() == model.resolve():
         raise QCFSError(f"{out}: output would overwrite the input; pass another -o")
     if backend == "intnet":
