@@ -254,7 +254,9 @@ def test_cli_exports_and_runs_a_graded_network(capsys, tmp_path) -> None:  # typ
     assert rc == 0
     table = capsys.readouterr().out.splitlines()
     head = next(line for line in table if "latency" in line)
-    assert head.split()[:2] == ["T", "m"] and "payload bits" in head
+    assert head.split()[-3:] == ["m", "payload", "bits"]
+    row = next(line for line in table[table.index(head) + 1:] if line.split()[0] == "1")
+    assert row.split()[-2] == "4"
     doc = json.loads(js.read_text())
     assert doc["max_spikes_per_step"] == 4
     for r in doc["results"]:

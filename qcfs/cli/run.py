@@ -239,14 +239,14 @@ def _pct(x: float | None) -> str:
 
 
 def format_table(rows: list[dict], ann_acc: float | None) -> str:
-    head = f"{'T':>5} {'m':>3} {'latency':>8} {'ANN acc %':>10} {'SNN acc %':>10} {'spikes/sample':>14} " \
-           f"{'spikes/neuron/step':>19} {'payload bits':>13} {'synops/sample':>14}"
+    head = f"{'T':>5} {'latency':>8} {'ANN acc %':>10} {'SNN acc %':>10} {'spikes/sample':>14} " \
+           f"{'spikes/neuron/step':>19} {'synops/sample':>14} {'m':>3} {'payload bits':>13}"
     lines = [head]
-    for r in rows:
-        lines.append(f"{r['T']:>5} {r.get('max_spikes_per_step', 1):>3} {r['latency_steps']:>8} {_pct(ann_acc):>10} "
-                     f"{_pct(r['accuracy']):>10} {r['spikes_per_sample']:>14.1f} "
-                     f"{r['spikes_per_neuron_per_step']:>19.4f} {r.get('payload_bits_per_sample', 0.0):>13.4g} "
-                     f"{r['synops_per_sample']:>14.4g}")
+    for r in rows:  # m and payload bits last: the columns before keep their positions
+        lines.append(f"{r['T']:>5} {r['latency_steps']:>8} {_pct(ann_acc):>10} {_pct(r['accuracy']):>10} "
+                     f"{r['spikes_per_sample']:>14.1f} {r['spikes_per_neuron_per_step']:>19.4f} "
+                     f"{r['synops_per_sample']:>14.4g} {r.get('max_spikes_per_step', 1):>3} "
+                     f"{r.get('payload_bits_per_sample', 0.0):>13.4g}")
     return "\n".join(lines)
 
 
