@@ -26,7 +26,7 @@ from md_section import write_section  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MD_START, MD_END = "<!-- bench_fit:start -->", "<!-- bench_fit:end -->"
-SHIPPED = ("digits", "fashion-mnist", "cifar10")
+SHIPPED = ("digits", "fashion-mnist", "cifar10", "cifar10-resnet20")
 IMAGENET = {"vgg16-224": "vgg16", "resnet34-224": "resnet34"}
 
 

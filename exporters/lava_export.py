@@ -30,7 +30,7 @@ import numpy as np
 
 from qcfs.errors import BackendError, ModelFileError
 from qcfs.intnet import IntNet, Layer, Synapse
-from qcfs.semantics import membrane_limits
+from qcfs.semantics import membrane_limits, payload_bits
 
 FORMAT_NAME = "qcfs-lava"
 FORMAT_VERSION = 3
@@ -83,7 +83,7 @@ def _lava_padding(syn: Synapse, in_hw: tuple[int, int], k_hw: tuple[int, int], o
 
 
 def _max_abs_input(net: IntNet, source: str) -> int:
-    return (1 << (net.input.bits - 1)) if source == "input" else 1
+    return (1 << (net.input.bits - 1)) if source == "input" else int(net.max_spikes_per_step)
 
 
 def _pool_entry(syn: Synapse, src_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -120,7 +120,9 @@ def _synapse_entry(net: IntNet, layer: Layer, j: int, syn: Synapse, shapes: dict
         src_shape, xmax = syn.pool.out_shape(src_shape), syn.pool.size
     entry: dict[str, Any] = {
         "source": syn.source, "kind": syn.kind, "delay": int(syn.delay), "groups": int(syn.groups),
-        "num_message_bits": 8 if graded else (int(xmax).bit_length() if pool else 0),
+        # a pool stage's window sums (0..kh·kw) and graded spikes (m > 1) arrive as messages of that many bits;
+        # binary spikes as 0 (Lava's spikes); graded spikes with separate pooling are refused by the validator
+        "num_message_bits": 8 if graded else (int(xmax).bit_length() if pool else payload_bits(int(net.max_spikes_per_step))),
         "input_shape": list(whc(src_shape)),
     }
     if pool is not None:
@@ -222,7 +224,7 @@ def lava_payload(net: IntNet) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         lshape = whc(shape)
         arrays[f"{layer.name}/bias"] = _full_whc(layer.bias, shape)
         if layer.kind == "if":
-            arrays[f"{layer.name}/v_init"] = _full_whc(layer.v_init_per_channel(), shape)
+            arrays[f"{layer.name}/v_init"] = _full_whc(layer.v_init_full().reshape(-1), shape)
         syns = []
         for j, syn in enumerate(layer.synapses):
             if syn.source not in shapes:
@@ -234,7 +236,8 @@ def lava_payload(net: IntNet) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         layers.append({
             "name": layer.name, "kind": layer.kind, "shape": list(shape), "lava_shape": list(lshape),
             "threshold": int(thr), "depth": int(layer.depth),
-            "v_init": "per-channel" if layer.per_channel_v_init else int(float(layer.v_init)),  # informative
+            "v_init": ("per-neuron" if layer.per_neuron_v_init else "per-channel") if layer.per_channel_v_init
+            else int(float(layer.v_init)),  # informative
             "v_min": v_min, "v_max": v_max, "synapses": syns,
         })
         shapes[layer.name] = shape
@@ -248,6 +251,8 @@ def lava_payload(net: IntNet) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                   "bits": net.input.bits},
         "layers": layers,
     }
+    if net.max_spikes_per_step > 1:  # graded spikes (absent: binary, as in files written before)
+        header["max_spikes_per_step"] = int(net.max_spikes_per_step)
     return header, arrays
 
 

@@ -79,7 +79,7 @@ def verify_against(path: str | Path, lf: LavaFile, net: IntNet) -> None:
         raise ModelFileError(f"{path}: the embedded network cannot be a Lava export ({err})") from None
     if lf.header.get("version") == 1:  # version 1: one v_init per layer in the header, no v_init arrays
         for lh in header["layers"]:
-            if lh["kind"] == "if" and lh["v_init"] == "per-channel":
+            if lh["kind"] == "if" and lh["v_init"] in ("per-channel", "per-neuron"):
                 raise ModelFileError(f"{path}: layer {lh['name']!r}: per-channel v_init in a version-1 Lava file")
         header["version"] = 1
         arrays = {k: v for k, v in arrays.items() if not k.endswith("/v_init")}

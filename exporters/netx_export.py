@@ -108,6 +108,14 @@ def _conv_params(layer: Layer) -> dict[str, Any]:
             "dilation": np.ones(2, dtype=np.int64), "groups": np.int64(syn.groups)}
 
 
+def _netx_v_init(layer: Layer) -> np.ndarray:
+    """qcfs/layers/<k>/v_init: per channel [C], or per neuron in netx/Lava (W, H, C) order (broadcasts as is)."""
+    if layer.per_neuron_v_init:
+        full = layer.v_init_full()
+        return full.transpose(2, 1, 0) if full.ndim == 3 else full
+    return layer.v_init_per_channel()
+
+
 def _int_array(x: Any, what: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if not np.array_equal(a, np.rint(a)):
@@ -130,6 +138,9 @@ def export_netx(net: IntNet, out: str | Path) -> Path:
 def write_netx(net: IntNet, f) -> None:  # type: ignore[no-untyped-def]
     """The netx layout of `net` into the open h5py File `f` (the exporter, and netx_verify's re-derivation)."""
     _check_chain(net)
+    if net.max_spikes_per_step > 1:
+        raise NetxFormatError(f"graded spikes (max_spikes_per_step {net.max_spikes_per_step}) are not expressed in "
+                              f"the netx export; use --backend lava or the IntNet itself")
     v_min, v_max = membrane_limits(net.profile.membrane_bits)
     layers = f.create_group("layer")
     q = f.create_group("qcfs")
@@ -172,7 +183,7 @@ def write_netx(net: IntNet, f) -> None:  # type: ignore[no-untyped-def]
         ql = qlayers.create_group(str(k))
         ql.attrs["name"], ql.attrs["kind"] = layer.name, layer.kind
         ql.create_dataset("threshold", data=np.int64(theta))
-        v0 = layer.v_init_per_channel() if layer.kind == "if" else np.zeros(layer.channels)
+        v0 = _netx_v_init(layer) if layer.kind == "if" else np.zeros(layer.channels)
         ql.create_dataset("v_init", data=_int_array(v0, f"layer {layer.name} v_init"))
         ql.create_dataset("bias", data=bias)
         ql.create_dataset("v_min", data=np.int64(v_min))

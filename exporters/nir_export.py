@@ -111,6 +111,9 @@ def to_nir_graph(net: IntNet, profile: str = "qcfs"):  # type: ignore[no-untyped
     if profile not in PROFILES:
         raise QCFSError(f"NIR profile must be one of {', '.join(PROFILES)}, got {profile!r}")
     nir = _nir()
+    if net.max_spikes_per_step > 1:
+        raise NirFormatError(f"graded spikes (max_spikes_per_step {net.max_spikes_per_step}): NIR's IF node has no "
+                             f"multi-spike output; export --backend lava or keep the IntNet")
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.asarray(net.input.shape)})}
     edges: list[tuple[str, str]] = []
     shapes = {"input": tuple(net.input.shape)}
@@ -120,8 +123,9 @@ def to_nir_graph(net: IntNet, profile: str = "qcfs"):  # type: ignore[no-untyped
         # profile readers: the readout's synapses feed the Output node (the graph outputs the readout current)
         target = "output" if layer.kind == "readout" and profile != "qcfs" else name
         if layer.kind == "if":
+            v0 = layer.v_init_full().reshape(-1) if layer.per_neuron_v_init else layer.v_init_per_channel()
             meta = {"qcfs_reset": "subtract", "qcfs_spike": "v >= theta", "qcfs_dt": 1,
-                    "qcfs_v_init": np.asarray(layer.v_init_per_channel(), np.float64)}
+                    "qcfs_v_init": np.asarray(v0, np.float64)}  # per channel, or per neuron (C, H, W flattened)
             th = np.full(tuple(shape), float(layer.threshold))
             if profile == "snntorch":
                 meta["qcfs_snntorch"] = "LIF read by snnTorch (dt 1e-4) as an IF with reset to zero"

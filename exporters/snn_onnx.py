@@ -6,6 +6,10 @@ VNNI on x86) that are exact, and the file is a product on its own. Graph (layer-
            T       int64 scalar, the number of steps (one file serves every T)
   outputs  logits          int64 [T, N, classes]: accumulated readout current after 1, 2, …, T steps
            spikes:<layer>  int64 [T, N]: the layer's spike count of each sample after 1, 2, …, T steps
+                           (graded spikes, max_spikes_per_step m > 1: spike messages, s > 0)
+           values:<layer>  int64 [T, N], graded networks only: the summed payloads s ∈ 1..m
+Graded spikes: the Scan body computes s = clip(floor(v/θ), 0, m) (integer Div truncates, which differs from
+floor only below 0, where the clip gives 0 either way) and v − θ·s; spikes travel as uint8 ≤ m.
 Encoding is qcfs.semantics.encode_input in float64 (same IEEE ops: sub, div, mul, round-half-even, clip).
 Layer-major, as the NumPy runtime: a layer's current over all T steps is one ConvInteger/MatMulInteger over
 the T·N spike maps of its sources ([T, N, …] reshaped to [T·N, …]); the IF recurrence is a Scan over t
@@ -170,7 +174,7 @@ def _window_sums(g: _Graph, src: str, shape: tuple[int, ...], pool: SumPool, f32
 
 
 def _if_body(layer: Layer, shape: tuple[int, ...], mem: int, spike: int, has_spike: bool, const: str | None,
-             lim: tuple[int, int]):  # type: ignore[no-untyped-def]
+             lim: tuple[int, int], max_spikes: int = 1):  # type: ignore[no-untyped-def]
     """Scan body (v, I_t) -> (v', spikes_t): qcfs.semantics.fire after integrating I_t (+ const, from the
     outer scope). `mem` is the membrane/current dtype, `spike` the dtype the next synapses read."""
     from onnx import TensorProto, helper
@@ -185,7 +189,13 @@ def _if_body(layer: Layer, shape: tuple[int, ...], mem: int, spike: int, has_spi
         v = b.op("Add", [v, const], "v")
     v = b.op("Clip", [v, b.const("lo", np.array(lim[0], np_t)), b.const("hi", np.array(lim[1], np_t))], "vsat")
     th = b.const("theta", np.array(int(layer.threshold), np_t))
-    s = b.op("GreaterOrEqual", [v, th], "fired")
+    if max_spikes > 1:  # graded: s = clip(floor(v/θ), 0, m) in the membrane dtype
+        q = b.op("Div", [v, th], "quot")
+        if mem == TensorProto.FLOAT:
+            q = b.op("Floor", [q], "floor")
+        s = b.op("Clip", [q, b.const("zero", np.array(0, np_t)), b.const("m", np.array(max_spikes, np_t))], "graded")
+    else:
+        s = b.op("GreaterOrEqual", [v, th], "fired")
     # v - θ·s with a Cast and a Mul: onnxruntime's Where was several times slower here
     b.nodes.append(helper.make_node("Cast", [s], ["s_out"], to=spike))
     s_mem = "s_out" if spike == mem else b.op("Cast", [s], "s_mem", to=mem)
@@ -261,6 +271,9 @@ def build_snn_onnx(net: IntNet, kernels: str = "auto"):  # -> onnx.ModelProto
     if kernels == "auto":
         kernels = choose_kernels(net)
     f32 = kernels == "float32"
+    m = int(net.max_spikes_per_step)
+    if m > 255:
+        raise ValueError(f"max_spikes_per_step {m} does not fit the graph's uint8 spike maps (≤ 255)")
     g = _Graph()
     c, h, w = net.input.shape
     lo_in, hi_in = membrane_limits(net.input.bits)
@@ -290,11 +303,11 @@ def build_snn_onnx(net: IntNet, kernels: str = "auto"):  # -> onnx.ModelProto
             raise ValueError(f"layer {layer.name}: non-integer bias")
         spike_cur, const_cur, bound, const_bound = None, None, 0.0, 0.0
         for syn in layer.synapses:
-            src, x_max = (xq, float(-lo_in)) if syn.source == "input" else (flat[syn.source], 1.0)
+            src, x_max = (xq, float(-lo_in)) if syn.source == "input" else (flat[syn.source], float(m))
             src_shape = shapes[syn.source]
             if syn.pool is not None:  # the separate sum-pool stage: the weights read window sums
                 src, src_shape = _window_sums(g, src, src_shape, syn.pool, f32, layer)
-                x_max = float(syn.pool.size)
+                x_max = float(syn.pool.size) * float(m)
             if f32:
                 cur, b_ = _f32_synapse(g, syn, src, src_shape, x_max, layer)
             else:
@@ -349,30 +362,44 @@ def build_snn_onnx(net: IntNet, kernels: str = "auto"):  # -> onnx.ModelProto
         if mem == TensorProto.INT64:
             spike_cur = g.op("Cast", [spike_cur], to=mem) if spike_cur is not None else None
             const_cur = g.op("Cast", [const_cur], to=mem) if const_cur is not None else None
-        v0 = layer.v_init_per_channel()
+        if layer.per_neuron_v_init:  # one per neuron, in the graph's layout (NCHW for float32, else NHWC)
+            v0 = layer.v_init_full()
+            v0 = v0.transpose(1, 2, 0) if not f32 and len(shape) == 3 else v0
+        else:
+            v0 = layer.v_init_per_channel()
+            v0 = v0.reshape(-1, 1, 1) if f32 and len(shape) == 3 else v0  # per channel, broadcast over H, W
         if not np.array_equal(v0, np.rint(v0)) or not float(layer.threshold).is_integer():
             raise ValueError(f"layer {layer.name}: non-integer v_init or threshold")
-        v0 = v0.reshape(-1, 1, 1) if f32 and len(shape) == 3 else v0  # per channel, broadcast over H, W
         v0_full = g.op("Expand", [g.const(f"{layer.name}.v0", v0.astype(np_mem)),
                                   g.op("Concat", [N1, g.const("shp", np.array(lshape, np.int64))], axis=0)], "v0")
         spike_t = TensorProto.FLOAT if f32 else TensorProto.UINT8
-        body = _if_body(layer, lshape, mem, spike_t, spike_cur is not None, const_cur, lim)
+        body = _if_body(layer, lshape, mem, spike_t, spike_cur is not None, const_cur, lim, m)
         spikes = g.name(f"{layer.name}.spikes")
         g.nodes.append(helper.make_node("Scan", [v0_full, spike_cur if spike_cur is not None else steps],
                                         [g.name("v_final"), spikes], body=body, num_scan_inputs=1))
         n = int(np.prod(shape))
         flat[layer.name] = g.op("Reshape", [spikes, g.const("flat", np.array([-1, *lshape], np.int64))], "s_flat")
-        if f32:  # spike counts per sample and step: float32 sums of 0/1 below 2^24 are exact
-            axes = g.const("axes", np.arange(2, 2 + len(shape), dtype=np.int64))
-            per_step = g.op("Cast", [g.op("ReduceSum", [spikes, axes], keepdims=0)], to=TensorProto.INT64)
-        else:  # counts as a u8 GEMM with a ones column: much cheaper here than Cast + ReduceSum
-            rows = g.op("Reshape", [flat[layer.name], g.const("rows", np.array([-1, n], np.int64))])
+
+        def per_step_sum(spk: str) -> str:
+            if f32:  # per sample and step: float32 sums of integers ≤ m below 2^24 are exact
+                axes = g.const("axes", np.arange(2, 2 + len(shape), dtype=np.int64))
+                return g.op("Cast", [g.op("ReduceSum", [spk, axes], keepdims=0)], to=TensorProto.INT64)
+            # counts as a u8 GEMM with a ones column: much cheaper here than Cast + ReduceSum
+            rows = g.op("Reshape", [spk, g.const("rows", np.array([-1, n], np.int64))])
             cnt = g.op("MatMulInteger", [rows, g.const("ones", np.ones((n, 1), np.uint8))], "count")
-            per_step = g.op("Reshape", [g.op("Cast", [cnt], to=TensorProto.INT64),
-                                        g.op("Concat", [T1, N1], axis=0)], "per_step")
-        out = f"spikes:{layer.name}"
-        g.nodes.append(helper.make_node("CumSum", [per_step, g.const("axis", np.array(0, np.int64))], [out]))
-        outputs.append(helper.make_tensor_value_info(out, TensorProto.INT64, ["T", "N"]))
+            return g.op("Reshape", [g.op("Cast", [cnt], to=TensorProto.INT64), g.op("Concat", [T1, N1], axis=0)],
+                        "per_step")
+
+        sums = {"spikes": spikes}
+        if m > 1:  # messages are the nonzero entries; the payload sum is what the spike maps add up to
+            zero = g.const("zero", np.array(0, np.float32 if f32 else np.uint8))
+            sums = {"spikes": g.op("Cast", [g.op("Greater", [spikes, zero])], "events", to=spike_t),
+                    "values": spikes}
+        for kind, spk in sums.items():
+            out = f"{kind}:{layer.name}"
+            g.nodes.append(helper.make_node("CumSum", [per_step_sum(spk), g.const("axis", np.array(0, np.int64))],
+                                            [out]))
+            outputs.append(helper.make_tensor_value_info(out, TensorProto.INT64, ["T", "N"]))
         shapes[layer.name] = shape
     inputs = [helper.make_tensor_value_info("images", TensorProto.DOUBLE, ["N", c, h, w]),
               helper.make_tensor_value_info("T", TensorProto.INT64, [])]

@@ -7,9 +7,14 @@ File: a single NumPy .npz (loaded with allow_pickle=False) holding
   "__header__"                 uint8 bytes of a UTF-8 JSON object (below), format "qcfs-intnet", version 1
   "<layer>/bias"               per-channel (conv) or per-unit (dense) bias, added every step
   "<layer>/syn<j>/weight"      weights of the j-th incoming synapse stage of <layer>
-  "<layer>/v_init"             (version 2, only when per-channel) initial membrane per channel / unit
-Header keys: format, version (3; version-1 and -2 files still load), mode ("int" | "float"), input {shape [C,H,W], mean, std, scale, bits},
-L, phi, profile {name, weight_bits, bias_bits, threshold_bits, membrane_bits, input_bits, source},
+  "<layer>/v_init"             (version 2, only when per-channel) initial membrane per channel / unit;
+                               version 3 also: one per neuron (the layer's C,H,W flattened), from calibration
+Header keys: format, version (the lowest that holds the network: 3 when it has graded spikes, a per-neuron
+v_init or a separate pool stage, else 2, so a version-2 network's header and digest are unchanged; versions 1 and 2 still load),
+mode ("int" | "float"), input {shape [C,H,W], mean, std, scale, bits},
+L, phi, profile {name, weight_bits, bias_bits, threshold_bits, membrane_bits, input_bits, source, and from
+version 3 spike_payload_bits}, max_spikes_per_step (version 3; absent = 1: binary IF; m > 1: graded spikes,
+qcfs.semantics),
 layers [ {name, kind "if"|"readout", shape, threshold, v_init (a number, or null when per-channel),
           depth, float32_exact,
           synapses [ {source, kind "conv"|"dense", stride, padding, groups, delay,
@@ -40,7 +45,8 @@ from qcfs.errors import ModelFileError
 
 FORMAT_NAME = "qcfs-intnet"
 FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)  # version 3 adds the synapse field "pool" (absent before: no pool)
+READABLE_VERSIONS = (1, 2, 3)  # version 3 adds graded spikes, per-neuron v_init and the synapse field "pool"
+BASE_VERSION = 2  # written when a network uses nothing of version 3
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,9 @@ class HardwareProfile:
     membrane_bits: int = 24
     input_bits: int = 8
     source: str = "lava-nc 0.10.0 fixed_pt models; Loihi 2 neuro-core 24-bit state"
+    # graded spike payload: lava-nc 0.10.0's graded neurons (lava/proc/graded/models.py, lava/proc/sdn/models.py)
+    # declare their s_out ports with precision=24; we assume Loihi 2 carries the same 24-bit payload
+    spike_payload_bits: int = 24
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,8 @@ class Layer:
     shape: tuple[int, ...]
     bias: np.ndarray
     threshold: float
-    v_init: float | np.ndarray  # one value, or one per channel (conv: shape[0]) / unit (dense) — calibration
+    v_init: float | np.ndarray  # one value, or one per channel (conv: shape[0]) / unit (dense), or one per
+    # neuron (1-D, the layer's C,H,W flattened; version 3) — calibration
     synapses: list[Synapse]
     depth: int = 1
     float32_exact: bool = False
@@ -118,11 +128,28 @@ class Layer:
 
     @property
     def per_channel_v_init(self) -> bool:
+        """True when v_init is an array (per channel or per neuron): the file stores it as `<layer>/v_init`."""
         return np.ndim(self.v_init) > 0
 
+    @property
+    def per_neuron_v_init(self) -> bool:
+        """True when v_init holds one value per neuron of a conv layer (more than one per channel)."""
+        return np.ndim(self.v_init) > 0 and np.size(self.v_init) != self.channels
+
     def v_init_per_channel(self) -> np.ndarray:
-        """v_init as one value per channel/unit (a scalar v_init repeated), float64."""
+        """v_init as one value per channel/unit (a scalar v_init repeated), float64. A per-neuron v_init has
+        no such form: ValueError, so a consumer that only knows channels cannot drop it silently."""
+        if self.per_neuron_v_init:
+            raise ValueError(f"layer {self.name}: v_init is per neuron; this consumer handles per-channel only")
         return np.broadcast_to(np.asarray(self.v_init, dtype=np.float64), (self.channels,)).copy()
+
+    def v_init_full(self) -> np.ndarray:
+        """v_init for every neuron, float64 of the layer's shape (C,H,W or [N]), whatever form it is stored in."""
+        shape = tuple(int(d) for d in self.shape)
+        if self.per_neuron_v_init:
+            return np.asarray(self.v_init, dtype=np.float64).reshape(shape).copy()
+        per_c = self.v_init_per_channel()
+        return (per_c.reshape(-1, 1, 1) * np.ones(shape) if len(shape) == 3 else per_c.reshape(shape)).copy()
 
 
 @dataclass
@@ -146,6 +173,7 @@ class IntNet:
     profile: HardwareProfile = field(default_factory=HardwareProfile)
     readout_scale: float = 1.0
     metadata: dict[str, Any] = field(default_factory=dict)
+    max_spikes_per_step: int = 1  # m: graded spikes carry 1..m per step (qcfs.semantics); 1 = binary IF
 
     # --- queries -------------------------------------------------------------------------------
     @property
@@ -165,6 +193,17 @@ class IntNet:
     @property
     def num_classes(self) -> int:
         return int(np.prod(self.readout.shape))
+
+    @property
+    def graded(self) -> bool:
+        return int(self.max_spikes_per_step) > 1
+
+    def version(self) -> int:
+        """The lowest file version that holds this network (see the module docstring)."""
+        v3 = (self.graded or any(layer.per_neuron_v_init for layer in self.layers)
+              or self.profile.spike_payload_bits != HardwareProfile.spike_payload_bits
+              or any(s.pool is not None for layer in self.layers for s in layer.synapses))
+        return FORMAT_VERSION if v3 else BASE_VERSION
 
     # --- (de)serialisation -----------------------------------------------------------------------
     def header(self) -> dict[str, Any]:
@@ -190,18 +229,28 @@ class IntNet:
         inp = asdict(self.input)
         inp["shape"] = list(self.input.shape)
         inp["mean"], inp["std"] = list(self.input.mean), list(self.input.std)
-        return {
+        version = self.version()
+        profile = asdict(self.profile)
+        hdr = {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": version,
             "mode": self.mode,
             "input": inp,
             "L": self.L,
             "phi": self.phi,
-            "profile": asdict(self.profile),
+            "profile": profile,
             "layers": layers,
             "readout_scale": self.readout_scale,
             "metadata": self.metadata,
         }
+        if version >= 3:
+            hdr["max_spikes_per_step"] = self.max_spikes_per_step
+        else:  # a version-2 header exactly as version 2 wrote it (digests of existing files stay valid)
+            del profile["spike_payload_bits"]
+            for layer_hdr in layers:
+                for syn_hdr in layer_hdr["synapses"]:
+                    del syn_hdr["pool"]  # always None here
+        return hdr
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -281,6 +330,9 @@ def _load_intnet(path: str | Path | io.BytesIO, label: str) -> IntNet:
             f"{label}: format {hdr.get('format')!r} version {hdr.get('version')!r}; "
             f"this qcfs reads {FORMAT_NAME} versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
+    if hdr["version"] < 3 and "max_spikes_per_step" in hdr:
+        raise ModelFileError(f"{path}: field max_spikes_per_step in a version-{hdr['version']} file (it is new in "
+                             f"version 3); re-export the network with this qcfs")
     # raw header values go in unconverted (int(3.7) would hide a bad field); validate_intnet checks every one
     try:
         layers = []
@@ -327,6 +379,7 @@ def _load_intnet(path: str | Path | io.BytesIO, label: str) -> IntNet:
             profile=HardwareProfile(**hdr["profile"]),
             readout_scale=hdr["readout_scale"],
             metadata=hdr.get("metadata", {}),
+            max_spikes_per_step=hdr.get("max_spikes_per_step", 1) if hdr["version"] >= 3 else 1,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ModelFileError(f"{label}: qcfs-intnet file is incomplete or inconsistent ({err!r})") from None
@@ -362,6 +415,7 @@ def _normalised(net: IntNet) -> IntNet:
         net.input.scale = float(net.input.scale)
     for layer in net.layers:
         layer.bias = np.asarray(layer.bias).astype(dtype, copy=False)
+        net.max_spikes_per_step = int(net.max_spikes_per_step)
         if layer.per_channel_v_init:
             layer.v_init = np.asarray(layer.v_init).astype(dtype, copy=False)
         layer.float32_exact = bool(layer.float32_exact)

@@ -8,14 +8,16 @@ naming the file, the layer and the field.
 
 Checked (integer mode = "int"):
   header     mode ∈ {int, float}; L ≥ 1 integer; 0 ≤ φ < 1; readout_scale finite > 0; metadata an object;
-             profile bit widths in sane ranges (weights 2..16, input 2..16, bias/threshold/membrane 2..32)
+             profile bit widths in sane ranges (weights 2..16, input 2..16, bias/threshold/membrane 2..32,
+             spike payload 1..32); max_spikes_per_step m an integer ≥ 1 whose payload ⌈log2(m+1)⌉ bits
+             (m > 1) fits profile.spike_payload_bits
   input      shape [C, H, W] positive; mean/std finite, std > 0, one per channel or one for all;
              int mode: scale finite > 0 and bits = profile.input_bits; float mode: scale null
   layers     unique names; IF layers then exactly one readout, last; kind ∈ {if, readout}; shape [C,H,W] or
              [N], positive; depth = depth(source) + 1 + delay for every synapse; float32_exact a bool that
              only claims what the weights allow
-  IF neuron  θ finite > 0 (int: an even integer that fits threshold_bits, so θ/2 is exact); v_init scalar
-             or one per channel, finite (int: integral and inside the membrane range)
+  IF neuron  θ finite > 0 (int: an even integer that fits threshold_bits, so θ/2 is exact); v_init scalar,
+             one per channel or one per neuron, finite (int: integral and inside the membrane range)
   arrays     numeric, finite; int mode: integral, weights within weight_bits, bias within bias_bits
   synapses   kind ∈ {conv, dense}; source "input" or an EARLIER IF layer; delay ≥ 0; pool (version 3): null
              or kernel ≥ 1, stride ≥ 1, padding ≥ 0 and < kernel, source an IF layer (its window sums are the
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qcfs.errors import ModelFileError
-from qcfs.semantics import membrane_limits
+from qcfs.semantics import membrane_limits, payload_bits
 
 if TYPE_CHECKING:
     from qcfs.intnet import IntNet, Layer
@@ -41,7 +43,7 @@ MODES = ("int", "float")
 LAYER_KINDS = ("if", "readout")
 SYNAPSE_KINDS = ("conv", "dense")
 BIT_RANGES = {"weight_bits": (2, 16), "input_bits": (2, 16), "bias_bits": (2, 32), "threshold_bits": (2, 32),
-              "membrane_bits": (2, 32)}
+              "membrane_bits": (2, 32), "spike_payload_bits": (1, 32)}
 FLOAT32_EXACT_LIMIT = 1 << 24
 
 
@@ -100,14 +102,15 @@ def _scalar(x: Any, field: str) -> float:
     return xf
 
 
-def float32_exact(layer: Layer, input_bits: int) -> bool:
-    """Every partial sum of the layer's current is an integer below 2^24, so float32 BLAS is exact."""
+def float32_exact(layer: Layer, input_bits: int, max_spikes: int = 1) -> bool:
+    """Every partial sum of the layer's current is an integer below 2^24, so float32 BLAS is exact (a spike
+    carries at most `max_spikes`, the network's graded payload)."""
     total = 0.0
     for syn in layer.synapses:
         fan_in = int(np.prod(syn.weight.shape[1:]))
-        peak_in = float(1 << (input_bits - 1)) if syn.source == "input" else 1.0
+        peak_in = float(1 << (input_bits - 1)) if syn.source == "input" else float(max_spikes)
         if getattr(syn, "pool", None) is not None:
-            peak_in *= syn.pool.size  # a window sum of up to kh·kw spikes
+            peak_in *= syn.pool.size  # a window sum of up to kh·kw messages of up to m spikes each
         w = syn.weight  # max |w| without np.abs's weight-sized copy (3 GB for an ImageNet FC); in float, so
         # even an int64 minimum (whose abs overflows) counts at its size
         total += fan_in * max(float(w.max(initial=0)), -float(w.min(initial=0))) * peak_in
@@ -131,6 +134,15 @@ def _check_header(net: IntNet) -> None:
         v = getattr(prof, name)
         _check(_is_int(v) and lo <= v <= hi, f"profile.{name} must be an integer in {lo}..{hi}, got {v!r}")
     _check(isinstance(prof.name, str), f"profile.name must be a string, got {prof.name!r}")
+    m = net.max_spikes_per_step
+    _check(_is_int(m) and m >= 1, f"max_spikes_per_step must be an integer ≥ 1, got {m!r}")
+    _check(payload_bits(int(m)) <= prof.spike_payload_bits,
+           f"max_spikes_per_step {m} needs {payload_bits(int(m))}-bit graded spikes; profile {prof.name!r} "
+           f"carries {prof.spike_payload_bits} (spike_payload_bits): use a smaller --spikes-per-step")
+    pooled = [layer.name for layer in net.layers for s in layer.synapses if getattr(s, "pool", None) is not None]
+    _check(int(m) == 1 or not pooled,
+           f"graded spikes (max_spikes_per_step {m}) with a separate pool stage (into layer {pooled[:1]}) are not "
+           f"supported yet: export with --pool compose or without --spikes-per-step")
     inp = net.input
     shape = _shape(inp.shape, "input.shape")
     _check(len(shape) == 3, f"input.shape must be [C, H, W], got {list(shape)}")
@@ -165,8 +177,10 @@ def _check_neuron(net: IntNet, layer: Layer, integer: bool) -> None:
                                 "v_init")])
     else:
         v = np.asarray(layer.v_init)
-        _check(v.ndim == 1 and v.shape[0] == layer.channels,
-               f"v_init must be one value or one per channel ({layer.channels}), got shape {list(v.shape)}")
+        neurons = int(np.prod(layer.shape))
+        _check(v.ndim == 1 and v.shape[0] in (layer.channels, neurons),
+               f"v_init must be one value or one per channel ({layer.channels}) or one per neuron ({neurons}), "
+               f"got shape {list(v.shape)}")
     _array(v, "v_init", integer, prof.membrane_bits if integer else None)
 
 
@@ -254,7 +268,7 @@ def _check_layer(net: IntNet, i: int, layer: Layer, shapes: dict[str, tuple[int,
     for j in range(len(layer.synapses)):
         _check_synapse(net, layer, j, shapes, depths, integer)
     if layer.float32_exact:
-        _check(integer and float32_exact(layer, net.profile.input_bits),
+        _check(integer and float32_exact(layer, net.profile.input_bits, int(net.max_spikes_per_step)),
                "float32_exact is true but the layer's sums can exceed 2^24 (float32 would be inexact)")
 
 

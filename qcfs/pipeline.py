@@ -157,6 +157,8 @@ def export(
     pool: str | None = None,
     fit: Any = None,
     nir_profile: str = "qcfs",
+    spikes_per_step: int = 1,
+    graded_scale: str = "m",
 ) -> Path:
     """pool: "compose" folds average pools into the next synapse, "separate" keeps sum-pool stages (when a model
     is converted; None: separate with `fit`, else compose). fit: a qcfs.report.resources.FitRequest applied to
@@ -168,8 +170,9 @@ def export(
         if kind in ("lava", "snn-onnx") or backend == "onnx":
             raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend "
                             f"intnet, lava, snn-onnx, netx or nir (not from a .lava.npz or .snn.onnx)")
-        if backend == kind and snn_calib is None and not (kind == "nir" and nir_profile != "qcfs"):
-            raise QCFSError(f"{model}: is already a {kind} file (re-export it only with --snn-calib)")
+        if backend == kind and snn_calib is None and spikes_per_step == 1 and not (kind == "nir" and nir_profile != "qcfs"):
+            raise QCFSError(f"{model}: is already a {kind} file (re-export it only with --snn-calib, "
+                            f"--spikes-per-step or --nir-profile)")
         if pool is not None:
             raise QCFSError(f"{model}: --pool applies when a model is converted; an exported {kind} network keeps "
                             f"the pooling it was converted with (drop --pool)")
@@ -191,6 +194,10 @@ def export(
                         show_passes=show_passes, pool=pool or ("separate" if fit is not None else "compose"))
     if snn_calib is not None:
         net = calibrate_snn(net, snn_calib, show_passes=show_passes)
+    if spikes_per_step > 1:
+        from qcfs.toolchain.graded import make_graded
+
+        net = make_graded(net, spikes_per_step, scale=graded_scale == "m")
     if fit is not None:
         fit.apply(net)
     if out.exists() and out.resolve() == model.resolve():

@@ -9,6 +9,12 @@ Integrate-and-fire neuron (per channel/unit), discrete time t = 1..T, no leak:
                                          and Lava's fixed-point models do; float mode: no saturation)
     s(t)  = [v ≥ θ]
     v     ← v − θ·s(t)                  (reset by subtraction)
+Graded spikes (multi-spike IF, IntNet `max_spikes_per_step` = m ≥ 1; m = 1 is the binary neuron above):
+    s(t)  = clip(floor(v/θ), 0, m)      (one message per neuron and step carrying the integer s ∈ 1..m,
+    v     ← v − θ·s(t)                   Loihi 2's graded spike; the synapse delivers w·s)
+A graded layer fires as the binary one would over m sub-steps of the same current, so a graded network with
+every per-step current scaled by m (qcfs.toolchain.graded.make_graded) at T steps approximates the binary
+network at m·T steps; at T = 1 with m = L it is exact: s = clip(floor((L·I + θ/2)/θ), 0, L), the QCFS count.
 A QCFS layer with clip level λ becomes θ = λ and each spike of the previous layer carries the value λ_prev;
 the passes fold λ into integer weights so every backend sees only integer θ, weights and biases.
 Consequence (Theorem 1 of the paper): with constant input x and T = L, the spike count equals
@@ -57,13 +63,31 @@ def membrane_limits(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
-def fire(v: np.ndarray, theta: float | int, v_limits: tuple[int, int] | None, spikes: np.ndarray) -> None:
-    """The IF step after integration, in place: saturate (when `v_limits`), spike into `spikes` (bool, v's
-    shape), subtract θ where spiked. Backends call this with preallocated buffers on their hot path."""
+def fire(v: np.ndarray, theta: float | int, v_limits: tuple[int, int] | None, spikes: np.ndarray,
+         max_spikes: int = 1) -> None:
+    """The IF step after integration, in place: saturate (when `v_limits`), spike into `spikes` (v's shape;
+    bool when max_spikes = 1, else an integer array receiving clip(floor(v/θ), 0, max_spikes)), subtract θ
+    per spike. Backends call this with preallocated buffers on their hot path."""
     if v_limits is not None:
         np.clip(v, v_limits[0], v_limits[1], out=v)
-    np.greater_equal(v, theta, out=spikes)
-    np.subtract(v, v.dtype.type(theta), out=v, where=spikes)
+    if max_spikes == 1:
+        np.greater_equal(v, theta, out=spikes)
+        np.subtract(v, v.dtype.type(theta), out=v, where=spikes)
+        return
+    n = np.clip(np.floor_divide(v, v.dtype.type(theta)), 0, max_spikes)  # floor: exact for int64 and float64
+    spikes[...] = n
+    v -= n * v.dtype.type(theta)
+
+
+def payload_bits(max_spikes: int) -> int:
+    """Bits of one graded spike's payload s ∈ 1..m (unsigned, so m needs ⌈log2(m+1)⌉); 0 for binary spikes,
+    whose event carries no payload."""
+    return 0 if max_spikes <= 1 else int(max_spikes).bit_length()
+
+
+def spike_dtype(max_spikes: int) -> type:
+    """Smallest dtype of a spike map: bool for binary spikes, else an unsigned integer holding m."""
+    return bool if max_spikes <= 1 else (np.uint8 if max_spikes < 256 else np.uint16)
 
 
 def offset_restart(v: np.ndarray, v_init: np.ndarray | float | int, theta: float | int,
@@ -81,14 +105,15 @@ def if_step(
     current: np.ndarray,
     theta: float | int,
     v_limits: tuple[int, int] | None = None,
+    max_spikes: int = 1,
 ) -> np.ndarray:
     """One IF step in place on `v`: integrate (saturating when `v_limits`), spike, subtract. Returns spikes.
 
     `v` and `current` must share a dtype that holds the values exactly (int64 or float64).
     """
     v += current
-    spikes = np.empty(v.shape, dtype=bool)
-    fire(v, theta, v_limits, spikes)
+    spikes = np.empty(v.shape, dtype=spike_dtype(max_spikes))
+    fire(v, theta, v_limits, spikes, max_spikes)
     return spikes
 
 

@@ -16,6 +16,13 @@ Counting rules
     every step, so those stages perform real multiply-accumulates every step. Following the SNN literature
     (e.g. Rathi & Roy, "DIET-SNN", IEEE TNNLS 2021) they are counted separately as MACs: T × MACs of the
     synapses whose source is "input".
+  * Two-phase inference (ρ pre-steps): the pre-steps' spikes are delivered too, so their SOPs are added; input
+    MACs and neuron updates run ρ + T steps, and the latency is ρ + T + depth.
+  * Graded spikes (max_spikes_per_step m > 1): `spikes` count messages; each message reaches every synapse of
+    its neuron once, where the weight is multiplied by the payload s ≤ m. Assumption (no published per-op
+    figure for graded spikes found): at 45 nm a graded SOP costs one MAC (E_MAC) instead of one AC; on Loihi
+    one synaptic op (E_synop), i.e. the payload multiply is taken as free in the dendritic accumulate. Payload
+    bits (messages × ⌈log2(m+1)⌉) are reported beside it, not priced.
 """
 
 from __future__ import annotations
@@ -278,29 +285,40 @@ class EnergyRow:
     energy_snn_pj: float       # snn_sops × E_AC + snn_input_macs × E_MAC (45 nm)
     energy_loihi_pj: float     # synops + neuron updates (below)
     loihi_synop_pj: float      # (snn_sops + T × input connections) × E_synop; input as graded spikes
-    loihi_neuron_pj: float     # T × all neurons × E_neuron_update(active)
-    latency_steps: int         # T + readout depth (pipelined timing, qcfs.semantics)
+    loihi_neuron_pj: float     # (ρ + T) × all neurons × E_neuron_update(active)
+    latency_steps: int         # ρ + T + readout depth (pipelined timing, qcfs.semantics)
+    pre_steps: int = 0         # ρ of two-phase inference (its spikes are in snn_sops)
+    max_spikes_per_step: int = 1  # m: graded spikes (SOPs priced as MACs at 45 nm, see module docstring)
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
 
 
-def energy_row(ops: NetworkOps, T: int, spikes: Mapping[str, float]) -> EnergyRow:
-    """One row of `energy_table` from precomputed counts and the mean spikes per layer at this T."""
-    sops = synops(ops, spikes)
-    input_macs = T * ops.input_macs_per_step
+def energy_row(ops: NetworkOps, T: int, spikes: Mapping[str, float], *, pre_steps: int = 0,
+               pre_spikes: Mapping[str, float] | None = None, max_spikes: int = 1) -> EnergyRow:
+    """One row of `energy_table` from precomputed counts and the mean spikes per layer at this T (plus, for
+    two-phase inference, the ρ pre-steps and their spikes)."""
+    sops = synops(ops, spikes) + (synops(ops, pre_spikes) if pre_spikes else 0.0)
+    steps = int(pre_steps) + int(T)
+    input_macs = steps * ops.input_macs_per_step
     e_ann = ops.ann_macs * HOROWITZ_FP32_MAC.pj
-    e_snn = sops * HOROWITZ_FP32_ADD.pj + input_macs * HOROWITZ_FP32_MAC.pj
-    loihi_syn = (sops + T * ops.input_connections_per_step) * LOIHI_SYNOP.pj
-    loihi_neu = T * sum(ops.neurons.values()) * LOIHI_NEURON_UPDATE.pj
+    e_sop = HOROWITZ_FP32_MAC.pj if max_spikes > 1 else HOROWITZ_FP32_ADD.pj
+    e_snn = sops * e_sop + input_macs * HOROWITZ_FP32_MAC.pj
+    loihi_syn = (sops + steps * ops.input_connections_per_step) * LOIHI_SYNOP.pj
+    loihi_neu = steps * sum(ops.neurons.values()) * LOIHI_NEURON_UPDATE.pj
     return EnergyRow(T=int(T), ann_macs=ops.ann_macs, snn_sops=sops, snn_input_macs=input_macs,
                      energy_ann_pj=e_ann, energy_snn_pj=e_snn, energy_loihi_pj=loihi_syn + loihi_neu,
                      loihi_synop_pj=loihi_syn, loihi_neuron_pj=loihi_neu,
-                     latency_steps=int(T) + ops.readout_depth)
+                     latency_steps=steps + ops.readout_depth, pre_steps=int(pre_steps),
+                     max_spikes_per_step=int(max_spikes))
 
 
-def energy_table(net: IntNet, per_T_spikes: Mapping[int, Mapping[str, float]]) -> list[EnergyRow]:
+def energy_table(net: IntNet, per_T_spikes: Mapping[int, Mapping[str, float]], *, pre_steps: int = 0,
+                 pre_spikes: Mapping[int, Mapping[str, float]] | None = None) -> list[EnergyRow]:
     """Rows sorted by T. `per_T_spikes[T][layer]` = mean spikes per sample of that IF layer over T steps
-    (the `spikes_per_layer` of `qcfs-run --json`)."""
+    (the `spikes_per_layer` of `qcfs-run --json`); two-phase inference: `pre_steps` ρ and `pre_spikes[T]`
+    (its `pre_spikes_per_layer`)."""
     ops = network_ops(net)
-    return [energy_row(ops, int(T), per_T_spikes[T]) for T in sorted(per_T_spikes, key=int)]
+    return [energy_row(ops, int(T), per_T_spikes[T], pre_steps=pre_steps,
+                       pre_spikes=(pre_spikes or {}).get(T), max_spikes=int(net.max_spikes_per_step))
+            for T in sorted(per_T_spikes, key=int)]

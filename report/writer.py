@@ -51,7 +51,9 @@ def write_report(
     ops = network_ops(net)
     results = sorted(run_json.get("results", []), key=lambda r: int(r["T"]))
     per_T = {int(r["T"]): r["spikes_per_layer"] for r in results if "spikes_per_layer" in r}
-    rows = energy_table(net, per_T) if per_T else []
+    pre = {int(r["T"]): r["pre_spikes_per_layer"] for r in results if r.get("pre_spikes_per_layer")}
+    rho = max([int(r.get("pre_steps") or 0) for r in results] + [0])
+    rows = energy_table(net, per_T, pre_steps=rho, pre_spikes=pre) if per_T else []
     fit = fit_report(net, LOIHI2)  # will it fit: an estimate (report.resources)
 
     figures: list[tuple[str, str]] = []  # (file name, caption)
@@ -136,6 +138,7 @@ def _markdown(run: Mapping[str, Any], float_run: Mapping[str, Any] | None, lava_
     ann = run.get("ann_accuracy")
     lines += [
         f"Backend: {run.get('backend', '?')}, mode: {run.get('mode', '?')}, samples: {run.get('samples', '?')}, "
+        f"spikes per step m: {run.get('max_spikes_per_step', 1)}, "
         f"ANN accuracy: {_fmt(plots.percent([ann])[0]) + ' %' if ann is not None else '—'}.",
         "",
         "## Accuracy and activity",
@@ -154,19 +157,22 @@ def _markdown(run: Mapping[str, Any], float_run: Mapping[str, Any] | None, lava_
             "",
             "## Operations and energy per sample (estimates)",
             "",
-            "| T | latency (steps) | ANN MACs | SNN SOPs | SNN input MACs | ANN 45 nm (µJ) | SNN 45 nm (µJ) "
+            "| T | ρ | m | latency (steps) | ANN MACs | SNN SOPs | SNN input MACs | ANN 45 nm (µJ) | SNN 45 nm (µJ) "
             "| SNN Loihi (µJ) | ANN / SNN 45 nm |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in rows:
             ratio = r.energy_ann_pj / r.energy_snn_pj if r.energy_snn_pj else None
             lines.append(
-                f"| {r.T} | {r.latency_steps} | {r.ann_macs:.4g} | {r.snn_sops:.4g} | {r.snn_input_macs:.4g} | "
+                f"| {r.T} | {r.pre_steps} | {r.max_spikes_per_step} | {r.latency_steps} | {r.ann_macs:.4g} | "
+                f"{r.snn_sops:.4g} | {r.snn_input_macs:.4g} | "
                 f"{r.energy_ann_pj * 1e-6:.4g} | {r.energy_snn_pj * 1e-6:.4g} | {r.energy_loihi_pj * 1e-6:.4g} | "
                 f"{_fmt(ratio)} |")
         lines += ["", "Per-operation energies (published figures, not measurements of this network):", ""]
         lines += [f"- {f.name}: {f.pj} pJ — {f.source}" for f in FIGURES]
-        lines += ["", "Counting rules and limits: docs/energy.md. Latency = T + pipeline depth of the readout."]
+        lines += ["", "Counting rules and limits: docs/energy.md. Latency = ρ + T + pipeline depth of the readout "
+                  "(ρ: two-phase pre-steps, whose spikes are in the SOPs); m > 1: graded spikes, each SOP priced as "
+                  "a MAC at 45 nm (an assumption, report/energy.py)."]
     if fit is not None:
         lines += ["", f"## Will it fit: {fit.profile.name} resources (an estimate)", "", "```", fit.table(), "```", "",
                   "Limits, their sources and the partitioning rule: README \"Hardware profile\" (report.resources)."]

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from qcfs.intnet import IntNet, Layer
 from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, channel_last, exact_bound
 from qcfs.runtime.result import SimResult
-from qcfs.semantics import encode_input, fire, membrane_limits, offset_restart
+from qcfs.semantics import encode_input, fire, membrane_limits, offset_restart, spike_dtype
 
 TIMINGS = ("sync", "pipelined")
 PRECISIONS = ("auto", "float64")
@@ -64,8 +64,9 @@ class LayerPlan:
     bias_in_gemm: np.ndarray | None = None  # bias added to the spike current (float, exact) when no input syn
     bias_const: np.ndarray | None = None  # bias added to the constant current otherwise
     threshold: int | float = 1
-    v_init: int | float | np.ndarray = 0  # per channel: shape (C,), broadcasts over channel-last state
+    v_init: int | float | np.ndarray = 0  # per channel: (C,); per neuron: channel-last shape; broadcasts
     depth: int = 1
+    max_spikes: int = 1  # the network's graded payload m (qcfs.semantics); 1: bool spike maps
 
     @property
     def name(self) -> str:
@@ -83,10 +84,15 @@ def _integral(x: float, what: str) -> int:
 
 
 def _v_init(layer: Layer, integer: bool) -> int | float | np.ndarray:
-    """Scalar v_init as a number, per-channel v_init as a (C,) array (integer-checked in integer mode)."""
+    """Scalar v_init as a number, per-channel v_init as a (C,) array, per-neuron v_init in the channel-last
+    layer shape (integer-checked in integer mode)."""
     if not layer.per_channel_v_init:
         return _integral(layer.v_init, f"layer {layer.name} v_init") if integer else float(layer.v_init)
-    v = layer.v_init_per_channel()
+    if layer.per_neuron_v_init:
+        full = layer.v_init_full()
+        v = full.transpose(1, 2, 0) if full.ndim == 3 else full
+    else:
+        v = layer.v_init_per_channel()
     if integer:
         if not np.array_equal(v, np.rint(v)):
             raise ValueError(f"layer {layer.name}: non-integer v_init in integer mode")
@@ -103,6 +109,7 @@ def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
         raise ValueError("integer-mode IntNet without an input scale")
     shapes: dict[str, tuple[int, ...]] = {"input": tuple(net.input.shape)}
     x_max_input = float(1 << (net.input.bits - 1)) if integer else 1.0
+    m = int(net.max_spikes_per_step)
     plans = []
     for layer in net.layers:
         bias = np.asarray(layer.bias, dtype=np.float64)
@@ -111,7 +118,7 @@ def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
         for s in layer.synapses:
             if s.source not in shapes:
                 raise ValueError(f"layer {layer.name}: source {s.source!r} is not an earlier layer")
-        bound = sum(exact_bound(s.weight, s.pool.size if s.pool is not None else 1.0) for s in spike_syns)
+        bound = sum(exact_bound(s.weight, float(m) * (s.pool.size if s.pool is not None else 1)) for s in spike_syns)
         if not input_syns:
             bound += float(np.abs(bias).max(initial=0.0))
         dtype = np.dtype(np.float64)
@@ -125,7 +132,8 @@ def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
                 raise ValueError(f"layer {layer.name}: input current not exact in float64")
             if not np.array_equal(bias, np.rint(bias)):
                 raise ValueError(f"layer {layer.name}: non-integer bias in integer mode")
-        lp = LayerPlan(layer=layer, shape=channel_last(tuple(layer.shape)), dtype=dtype, depth=int(layer.depth))
+        lp = LayerPlan(layer=layer, shape=channel_last(tuple(layer.shape)), dtype=dtype, depth=int(layer.depth),
+                       max_spikes=m)
         for s in spike_syns:
             plan = SynapsePlan(s, shapes[s.source], dtype)
             _check_out(layer, s.source, plan.out_shape)
@@ -257,7 +265,10 @@ def simulate(
     n = len(x_all)
     acc_dtype = np.int64 if integer else np.float64
     logits = {t: np.zeros((n, net.num_classes), dtype=acc_dtype) for t in Ts}
-    spikes = {t: {lp.name: np.zeros(n, dtype=np.int64) for lp in plans[:-1]} for t in Ts}
+    m = int(net.max_spikes_per_step)
+    keys = [lp.name for lp in plans[:-1]] + ([VALUES + lp.name for lp in plans[:-1]] if m > 1 else [])
+    spikes = {t: {key: np.zeros(n, dtype=np.int64) for key in keys} for t in Ts}
+    pre = {lp.name: np.zeros(n, dtype=np.int64) for lp in plans[:-1]} if pre_steps else {}
     raster: dict[str, np.ndarray] = {}
     ctx = _Context(plans, Ts, integer, membrane_limits(net.profile.membrane_bits) if integer else None,
                    raster_neurons, pre_steps)
@@ -274,9 +285,24 @@ def simulate(
             logits[t][start : start + len(x)] = out_logits[t]
             for name, c in out_counts[t].items():
                 spikes[t][name][start : start + len(x)] = c
+        for name, c in out_counts.get(PRE, {}).items():
+            pre[name][start : start + len(x)] = c
         raster.update(r)
+    values = {t: {k[len(VALUES):]: spikes[t].pop(k) for k in keys if k.startswith(VALUES)} for t in Ts} \
+        if m > 1 else {}
     return SimResult(Ts=Ts, logits=logits, spikes=spikes, raster=raster, backend="numpy", timing=timing,
-                     pre_steps=pre_steps)
+                     pre_steps=pre_steps, values=values, max_spikes=m, pre_spikes=pre)
+
+
+PRE = 0  # key of the pre-step counts in the run functions' per-T count dicts (T ≥ 1 are the real ones)
+VALUES = "values:"  # prefix of the graded payload sums in the run functions' count dicts
+
+
+def _count(counts: dict[str, np.ndarray], lp: LayerPlan, s: np.ndarray, axis: int) -> None:
+    """Add a spike map's messages (and, graded, its payload sum) over `axis`, per sample."""
+    counts[lp.name] += np.count_nonzero(s, axis=axis)
+    if lp.max_spikes > 1:
+        counts[VALUES + lp.name] += s.sum(axis=axis, dtype=np.int64)
 
 
 @dataclass
@@ -298,8 +324,9 @@ def _run_sync(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignore[
     mem_dtype = np.int64 if ctx.integer else np.float64
     const = {lp.name: constant_current(lp, x, ctx.integer) for lp in ctx.plans}
     v = {lp.name: np.full((b, *lp.shape), lp.v_init, dtype=mem_dtype) for lp in ctx.plans[:-1]}
-    out = {lp.name: np.zeros((b, *lp.shape), dtype=bool) for lp in ctx.plans[:-1]}
-    counts = {lp.name: np.zeros(b, dtype=np.int64) for lp in ctx.plans[:-1]}
+    out = {lp.name: np.zeros((b, *lp.shape), dtype=spike_dtype(lp.max_spikes)) for lp in ctx.plans[:-1]}
+    counts = {key: np.zeros(b, dtype=np.int64) for lp in ctx.plans[:-1]
+              for key in ((lp.name, VALUES + lp.name) if lp.max_spikes > 1 else (lp.name,))}
     readout = ctx.plans[-1]
     acc = np.zeros((b, *readout.shape), dtype=ctx.acc_dtype)
     # one scratch buffer shared by all layers (it only carries a current into the membrane's dtype)
@@ -321,14 +348,16 @@ def _run_sync(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignore[
             if lp.is_readout:
                 continue
             s = out[lp.name]
-            fire(target, lp.threshold, ctx.limits, s)
-            counts[lp.name] += np.count_nonzero(s.reshape(b, -1), axis=1)
+            fire(target, lp.threshold, ctx.limits, s, lp.max_spikes)
+            _count(counts, lp, s.reshape(b, -1), 1)
             if k and t >= 1:
                 raster[lp.name][t - 1] = _raster_row(s[0], k)
         if rho and t == 0:  # end of the pre-steps: offset correction, then the counted window starts
             for lp in ctx.plans[:-1]:
                 offset_restart(v[lp.name], lp.v_init, lp.threshold, ctx.limits)
-                counts[lp.name][...] = 0
+            snap_counts[PRE] = {lp.name: counts[lp.name].copy() for lp in ctx.plans[:-1]}
+            for c in counts.values():
+                c[...] = 0
             acc[...] = 0
         if t in ctx.Ts:
             snap_logits[t] = acc.reshape(b, -1).copy()
@@ -373,7 +402,7 @@ def _run_layer_major(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: 
             v = np.empty((b, *lp.shape), dtype=mem_dtype)
             v[...] = lp.v_init
             scratch = np.empty_like(v)
-            s = np.empty((T, b, *lp.shape), dtype=bool)
+            s = np.empty((T, b, *lp.shape), dtype=spike_dtype(lp.max_spikes))
         for t0 in range(0, T, tc):
             t1 = min(T, t0 + tc)
             cur = spike_current(lp, {src: spikes[src][t0 * b : t1 * b] for _, src, _ in lp.spiking})
@@ -388,7 +417,7 @@ def _run_layer_major(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: 
                     _integrate(v, cur[t - t0], scratch)
                 if const is not None:
                     v += const
-                fire(v, lp.threshold, ctx.limits, s[t])
+                fire(v, lp.threshold, ctx.limits, s[t], lp.max_spikes)
         for plan, _, _ in lp.spiking:
             plan.release()  # block-sized scratch: not kept for the next layer
         for src in [name for name, last in last_use.items() if last == i]:
@@ -399,6 +428,8 @@ def _run_layer_major(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: 
             readout = np.cumsum(total.reshape(T, b, -1), axis=0)
             continue
         running[lp.name] = np.cumsum(np.count_nonzero(s.reshape(T, b, -1), axis=2), axis=0)
+        if lp.max_spikes > 1:
+            running[VALUES + lp.name] = np.cumsum(s.reshape(T, b, -1).sum(axis=2, dtype=np.int64), axis=0)
         if k:
             raster[lp.name] = np.stack([_raster_row(s[t, 0], k) for t in range(T)])
         if lp.name in last_use:
@@ -417,11 +448,13 @@ def _run_stream(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignor
     const = {lp.name: constant_current(lp, x, ctx.integer) for lp in ctx.plans}
     max_delay = max([d for lp in ctx.plans for _, _, d in lp.spiking] + [0])
     ring = max_delay + 2  # a source's emission at g-1-delay must survive until step g
-    hist = {lp.name: [np.zeros((1, *lp.shape), dtype=bool) for _ in range(ring)] for lp in ctx.plans[:-1]}
+    hist = {lp.name: [np.zeros((1, *lp.shape), dtype=spike_dtype(lp.max_spikes)) for _ in range(ring)]
+            for lp in ctx.plans[:-1]}
     v = {lp.name: np.zeros((1, *lp.shape), dtype=mem_dtype) for lp in ctx.plans}  # readout: accumulator
-    running = {lp.name: np.zeros(n, dtype=np.int64) for lp in ctx.plans[:-1]}
+    running = {key: np.zeros(n, dtype=np.int64) for lp in ctx.plans[:-1]
+               for key in ((lp.name, VALUES + lp.name) if lp.max_spikes > 1 else (lp.name,))}
     logits = {t: np.zeros((n, int(np.prod(ctx.plans[-1].shape))), dtype=ctx.acc_dtype) for t in ctx.Ts}
-    counts = {t: {lp.name: np.zeros(n, dtype=np.int64) for lp in ctx.plans[:-1]} for t in ctx.Ts}
+    counts = {t: {key: np.zeros(n, dtype=np.int64) for key in running} for t in ctx.Ts}
     k = ctx.raster_neurons if want_raster else 0
     raster = {lp.name: np.zeros((T, k), dtype=bool) for lp in ctx.plans[:-1]} if k else {}
     total = n * T + ctx.plans[-1].depth
@@ -431,7 +464,7 @@ def _run_stream(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignor
             local = k0 + 1
             if not 0 <= sample < n:  # outside every window: idle, emit nothing
                 if not lp.is_readout:
-                    hist[lp.name][g % ring][...] = False
+                    hist[lp.name][g % ring][...] = 0
                 continue
             mem = v[lp.name]
             if local == 1:
@@ -449,10 +482,13 @@ def _run_stream(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: ignor
                     logits[local][sample] = mem.reshape(-1)
                 continue
             s = hist[lp.name][g % ring]
-            fire(mem, lp.threshold, ctx.limits, s)
+            fire(mem, lp.threshold, ctx.limits, s, lp.max_spikes)
             running[lp.name][sample] += np.count_nonzero(s)  # each sample has exactly one window
+            if lp.max_spikes > 1:
+                running[VALUES + lp.name][sample] += int(s.sum(dtype=np.int64))
             if local in t_set:
-                counts[local][lp.name][sample] = running[lp.name][sample]
+                for key in ((lp.name, VALUES + lp.name) if lp.max_spikes > 1 else (lp.name,)):
+                    counts[local][key][sample] = running[key][sample]
             if k and sample == 0:
                 raster[lp.name][local - 1] = _raster_row(s[0], k)
     return logits, counts, raster

@@ -69,6 +69,8 @@ def simulate_ort(net: IntNet, images01: np.ndarray, Ts: list[int], *, model=None
     n = len(images01)
     logits = {t: np.zeros((n, net.num_classes), dtype=np.int64) for t in Ts}
     spikes = {t: {layer.name: np.zeros(n, dtype=np.int64) for layer in net.if_layers} for t in Ts}
+    m = int(net.max_spikes_per_step)
+    values = {t: {layer.name: np.zeros(n, dtype=np.int64) for layer in net.if_layers} for t in Ts} if m > 1 else {}
     step = min(batch_size, chunk_size(net, T))
     for start in tqdm(range(0, n, step), desc="onnxruntime SNN", disable=not progress, leave=False):
         x = np.ascontiguousarray(images01[start : start + step])
@@ -77,7 +79,10 @@ def simulate_ort(net: IntNet, images01: np.ndarray, Ts: list[int], *, model=None
             logits[t][start : start + len(x)] = out["logits"][t - 1]
             for layer in net.if_layers:
                 spikes[t][layer.name][start : start + len(x)] = out[f"spikes:{layer.name}"][t - 1]
-    return SimResult(Ts=Ts, logits=logits, spikes=spikes, backend="ort", timing="sync")
+                if m > 1:
+                    values[t][layer.name][start : start + len(x)] = out[f"values:{layer.name}"][t - 1]
+    return SimResult(Ts=Ts, logits=logits, spikes=spikes, backend="ort", timing="sync", values=values,
+                     max_spikes=m)
 
 
 def load_snn_onnx(path: str | Path):  # type: ignore[no-untyped-def]

@@ -13,9 +13,15 @@ class SimResult:
 
     logits[T]          accumulated readout current after T steps, [N, classes] (int64 in integer mode,
                        float64 in float mode)
-    spikes[T][layer]   spike count of each sample over its first T steps, summed over the layer, int64 [N]
+    spikes[T][layer]   spike count of each sample over its first T steps, summed over the layer, int64 [N];
+                       with graded spikes (max_spikes > 1) the number of spike *messages* (neuron-steps with s > 0)
+    values[T][layer]   graded spikes only: the sum of the spikes' payloads s (the count a binary network would
+                       have emitted); empty for binary spikes, where it equals `spikes`
+    max_spikes         the network's max_spikes_per_step m (1: binary IF)
     raster             optional: layer -> bool [T_max, k] spikes of the first k neurons of sample 0
     pre_steps          ρ of two-phase inference: counts and logits cover the T steps after the ρ pre-steps
+    pre_spikes[layer]  two-phase inference: spike messages of each sample during the ρ pre-steps (they cost
+                       synaptic operations too; metrics and the energy table add them)
     """
 
     Ts: list[int]
@@ -25,6 +31,13 @@ class SimResult:
     backend: str = "numpy"
     timing: str = "sync"
     pre_steps: int = 0  # two-phase inference: steps run before the counted window (0: one phase)
+    values: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    max_spikes: int = 1
+    pre_spikes: dict[str, np.ndarray] = field(default_factory=dict)  # per layer, spikes in the ρ pre-steps [N]
+
+    def spike_values(self, T: int) -> dict[str, np.ndarray]:
+        """Per layer the summed payload over T steps (= spikes for binary networks)."""
+        return self.values.get(T, self.spikes[T])
 
     @property
     def T_max(self) -> int:
@@ -48,6 +61,8 @@ class SimResult:
     def counts_arrays(self) -> dict[str, np.ndarray]:
         """The `--counts` NPZ content: per layer int64 [N] spike counts over T_max, and `logits` at T_max."""
         out = {name: np.asarray(c, dtype=np.int64) for name, c in self.spikes[self.T_max].items()}
+        for name, c in self.values.get(self.T_max, {}).items():  # graded spikes: payload sums too
+            out[f"values:{name}"] = np.asarray(c, dtype=np.int64)
         out["logits"] = np.asarray(self.logits[self.T_max])
         if out["logits"].dtype.kind in "iu":
             out["logits"] = out["logits"].astype(np.int64)
@@ -65,7 +80,8 @@ def concat_results(parts: list[SimResult]) -> SimResult:
         raise ValueError("no results to concatenate")
     first = parts[0]
     for p in parts[1:]:
-        if (p.Ts, p.backend, p.timing, p.pre_steps) != (first.Ts, first.backend, first.timing, first.pre_steps):
+        if (p.Ts, p.backend, p.timing, p.pre_steps, p.max_spikes) != (first.Ts, first.backend, first.timing,
+                                                                     first.pre_steps, first.max_spikes):
             raise ValueError("results of different runs cannot be concatenated "
                              f"({(p.Ts, p.backend, p.timing, p.pre_steps)} vs "
                              f"{(first.Ts, first.backend, first.timing, first.pre_steps)})")
@@ -76,5 +92,9 @@ def concat_results(parts: list[SimResult]) -> SimResult:
     logits = {t: np.concatenate([p.logits[t] for p in parts]) for t in first.Ts}
     spikes = {t: {name: np.concatenate([p.spikes[t][name] for p in parts]) for name in first.spikes[t]}
               for t in first.Ts}
+    values = {t: {name: np.concatenate([p.values[t][name] for p in parts]) for name in first.values[t]}
+              for t in first.values}
     return SimResult(Ts=list(first.Ts), logits=logits, spikes=spikes, raster=dict(first.raster),
-                     backend=first.backend, timing=first.timing, pre_steps=first.pre_steps)
+                     backend=first.backend, timing=first.timing, pre_steps=first.pre_steps, values=values,
+                     max_spikes=first.max_spikes,
+                     pre_spikes={name: np.concatenate([p.pre_spikes[name] for p in parts]) for name in first.pre_spikes})

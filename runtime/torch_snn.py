@@ -45,7 +45,8 @@ def layer_dtypes(net: IntNet, layer: Layer, precision: str = "auto") -> LayerDty
     if net.mode != "int" or precision == "float64":
         return f64
     x_in = float(1 << (net.input.bits - 1))
-    bound = sum(exact_bound(s.weight, x_in if s.source == "input" else (s.pool.size if s.pool else 1.0))
+    m = float(net.max_spikes_per_step)  # a graded spike carries up to m; a pool stage sums up to kh·kw of them
+    bound = sum(exact_bound(s.weight, x_in if s.source == "input" else m * (s.pool.size if s.pool else 1.0))
                 for s in layer.synapses)
     bound += float(np.abs(np.asarray(layer.bias, dtype=np.float64)).max(initial=0.0))
     if not layer.float32_exact or bound >= FLOAT32_EXACT_LIMIT:
@@ -118,6 +119,9 @@ def simulate_torch(net: IntNet, images01: np.ndarray, Ts: list[int], *, batch_si
     n = len(x_all)
     logits = {t: np.zeros((n, net.num_classes), dtype=np.int64 if integer else np.float64) for t in Ts}
     spikes = {t: {l.name: np.zeros(n, dtype=np.int64) for l in net.if_layers} for t in Ts}
+    m = int(net.max_spikes_per_step)
+    values = {t: {l.name: np.zeros(n, dtype=np.int64) for l in net.if_layers} for t in Ts} if m > 1 else {}
+    pre = {l.name: np.zeros(n, dtype=np.int64) for l in net.if_layers} if pre_steps else {}
     batches = range(0, n, batch_size)
     with _exact_float32():
         for start in tqdm(batches, desc="torch SNN", disable=not progress, leave=False):
@@ -126,11 +130,16 @@ def simulate_torch(net: IntNet, images01: np.ndarray, Ts: list[int], *, batch_si
             b = len(x)
             out = _run_batch(net, x, Ts, weights, biases, dtypes, lim, integer, pre_steps)
             for t in Ts:
-                acc, counts = out[t]
+                acc, counts, vals = out[t]
                 logits[t][start : start + b] = acc
                 for name, c in counts.items():
                     spikes[t][name][start : start + b] = c
-    return SimResult(Ts=Ts, logits=logits, spikes=spikes, backend="torch", timing="sync", pre_steps=pre_steps)
+                    if m > 1:
+                        values[t][name][start : start + b] = vals[name]
+            for name, c in out.get(0, (None, {}, None))[1].items():  # the ρ pre-steps' spikes
+                pre[name][start : start + b] = c
+    return SimResult(Ts=Ts, logits=logits, spikes=spikes, backend="torch", timing="sync", pre_steps=pre_steps,
+                     values=values, max_spikes=m, pre_spikes=pre)
 
 
 def _current(layer: Layer, state: dict[str, torch.Tensor], weights, biases, integer: bool,  # type: ignore[no-untyped-def]
@@ -153,6 +162,8 @@ def _run_batch(net: IntNet, x: torch.Tensor, Ts: list[int], weights, biases, dty
     state: dict[str, torch.Tensor] = {"input": x}
     v: dict[str, torch.Tensor] = {}
     counts = {l.name: torch.zeros(len(x), dtype=torch.int64, device=x.device) for l in net.if_layers}
+    vals = {l.name: torch.zeros(len(x), dtype=torch.int64, device=x.device) for l in net.if_layers}
+    max_spikes = int(net.max_spikes_per_step)
     acc = None
     # layers fed only by the (constant) input get a constant current: compute it once
     constant = {l.name: _current(l, state, weights, biases, integer, dtypes[l.name])
@@ -170,8 +181,12 @@ def _run_batch(net: IntNet, x: torch.Tensor, Ts: list[int], weights, biases, dty
                 acc = cur.clone() if acc is None else acc + cur
                 continue
             if layer.name not in v:
-                v0 = torch.as_tensor(layer.v_init_per_channel(), dtype=cur.dtype, device=cur.device)
-                v_init[layer.name] = v0.view(1, -1, 1, 1) if cur.dim() == 4 else v0.view(1, -1)
+                if layer.per_neuron_v_init:  # one per neuron: the layer's (C, H, W)
+                    v0 = torch.as_tensor(layer.v_init_full(), dtype=cur.dtype, device=cur.device)
+                    v_init[layer.name] = v0.unsqueeze(0)
+                else:
+                    v0 = torch.as_tensor(layer.v_init_per_channel(), dtype=cur.dtype, device=cur.device)
+                    v_init[layer.name] = v0.view(1, -1, 1, 1) if cur.dim() == 4 else v0.view(1, -1)
                 m = torch.empty_like(cur)  # keeps cur's channels_last layout
                 m.copy_(v_init[layer.name].expand_as(cur))
                 v[layer.name] = m
@@ -179,22 +194,30 @@ def _run_batch(net: IntNet, x: torch.Tensor, Ts: list[int], weights, biases, dty
             mem += cur
             if lim is not None:
                 mem.clamp_(lim[0], lim[1])
-            s = mem >= layer.threshold
-            sf = s.to(mem.dtype)
+            if max_spikes == 1:
+                s = mem >= layer.threshold
+                sf = s.to(mem.dtype)
+            else:  # graded: clip(floor(v/θ), 0, m), exact in float32/64 for integers below 2^24 / 2^53
+                sf = torch.clamp(torch.div(mem, float(layer.threshold), rounding_mode="floor"), 0, max_spikes)
+                s = sf > 0
+                vals[layer.name] += sf.reshape(len(x), -1).sum(1).to(torch.int64)
             mem -= sf * float(layer.threshold)
             state[layer.name] = sf
             counts[layer.name] += s.reshape(len(x), -1).sum(1)
         if pre_steps and t == 0:  # qcfs.semantics.offset_restart, in torch
+            results[0] = (None, {k: c.cpu().numpy().copy() for k, c in counts.items()}, None)
             for layer in net.if_layers:
                 mem = v[layer.name]  # θ·floor(v/θ) = v − (v mod θ): exact in float32/64 (fmod is exact)
                 mem.sub_(torch.remainder(mem, float(layer.threshold))).add_(v_init[layer.name])
                 if lim is not None:
                     v[layer.name].clamp_(lim[0], lim[1])
                 counts[layer.name].zero_()
+                vals[layer.name].zero_()
             acc = None
         if t in Ts:
             assert acc is not None
             a = acc.cpu().numpy()
             results[t] = (np.rint(a).astype(np.int64) if integer else a.copy(),
-                          {k: c.cpu().numpy().copy() for k, c in counts.items()})
+                          {k: c.cpu().numpy().copy() for k, c in counts.items()},
+                          {k: c.cpu().numpy().copy() for k, c in vals.items()})
     return results

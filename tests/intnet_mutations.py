@@ -93,6 +93,12 @@ MUTATIONS: dict[str, tuple[Mutation, str]] = {
     "v_init per-channel wrong length": (lambda h, a: (_per_channel_v_init(0)(h, a), a.__setitem__(
         f"{h['layers'][0]['name']}/v_init", np.zeros(h['layers'][0]['shape'][0] + 1)))[-1],
         "v_init must be one value or one per channel"),
+    "graded m zero": (_header(lambda h: h.update(version=3, max_spikes_per_step=0)),
+                      "max_spikes_per_step must be an integer ≥ 1"),
+    "graded m fraction": (_header(lambda h: h.update(version=3, max_spikes_per_step=2.5)),
+                          "max_spikes_per_step must be an integer ≥ 1"),
+    "graded payload too wide": (_header(lambda h: h.update(version=3, max_spikes_per_step=2 ** 30)),
+                                "needs 31-bit graded spikes"),
     "input scale NaN": (_header(lambda h: h["input"].__setitem__("scale", float("nan"))), "input.scale must be finite"),
     "input scale zero": (_header(lambda h: h["input"].__setitem__("scale", 0)), "input.scale must be a finite positive"),
     "input scale null": (_header(lambda h: h["input"].__setitem__("scale", None)), "input.scale must be a finite"),

@@ -27,7 +27,7 @@ def _calibrated(method: str, make=lava_nets.residual_net, T: int = T_CAL, n: int
     return net, *calibrate(net, lava_nets.images(net, n, seed=1), T=T, method=method, progress=False)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", [m for m in METHODS if not m.startswith("neuron")])  # neuron: test_neuron_calib
 def test_method_changes_only_bias_and_v_init_and_lowers_the_rate_error(method: str) -> None:
     net, cal, report = _calibrated(method)
     assert len(cal.layers) == len(net.layers)
@@ -247,6 +247,7 @@ def test_export_and_run_a_calibrated_digits_network(capsys, tmp_path, paper_star
 
 def test_auto_keeps_the_candidate_that_classifies_the_training_images_best() -> None:
     from qcfs.toolchain.snn_calib import AUTO_CANDIDATES, calibrate_auto
+    from qcfs.toolchain.snn_calib.calibrate import hold_out_split
 
     net = lava_nets.residual_net()
     x = lava_nets.images(net, 40, seed=1)
@@ -256,8 +257,9 @@ def test_auto_keeps_the_candidate_that_classifies_the_training_images_best() -> 
     assert set(auto["candidates"]) == set(AUTO_CANDIDATES)
     assert auto["candidates"][auto["chosen"]] == max(auto["candidates"].values())
     assert report.method == f"auto -> {auto['chosen']}"
-    # the accuracy calibration reports is the one the runtime measures on the same images
-    assert np.mean(simulate(cal, x, [1], progress=False).predictions(1) == labels) == pytest.approx(
+    # the accuracy calibration reports is the one the runtime measures on the images it was fitted on
+    fit, _ = hold_out_split(len(x))
+    assert np.mean(simulate(cal, x[fit], [1], progress=False).predictions(1) == labels[fit]) == pytest.approx(
         report.train_accuracy)
 
 

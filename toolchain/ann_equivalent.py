@@ -34,7 +34,10 @@ def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
 
 
 def spike_counts(net: IntNet, images01: np.ndarray) -> dict[str, np.ndarray]:
-    """Per layer: spike counts (IF layers) or L × per-step current (readout); plus "input" (encoded image)."""
+    """Per layer: spike counts (IF layers) or L × per-step current (readout); plus "input" (encoded image).
+    Defined for binary networks (a graded one is compared with the binary network it was made from)."""
+    if net.max_spikes_per_step != 1:
+        raise ValueError("the quantized-ANN equivalent is defined for binary-IF networks (max_spikes_per_step 1)")
     x = encode_input(images01, net.input.mean, net.input.std, net.input.scale, net.input.bits).astype(np.float64)
     L, integer = net.L, net.mode == "int"
     values: dict[str, np.ndarray] = {"input": x}
@@ -47,7 +50,8 @@ def spike_counts(net: IntNet, images01: np.ndarray) -> dict[str, np.ndarray]:
         if layer.kind == "readout":
             values[layer.name] = zL
         else:
-            v0 = _per_channel(layer.v_init_per_channel(), zL.ndim)
+            v0 = layer.v_init_full()[None] if layer.per_neuron_v_init else \
+                _per_channel(layer.v_init_per_channel(), zL.ndim)
             if integer:
                 num = np.rint(zL).astype(np.int64) + v0.astype(np.int64)
                 values[layer.name] = np.clip(np.floor_divide(num, int(layer.threshold)), 0, L).astype(np.float64)

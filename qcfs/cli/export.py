@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "docs/authors_checkpoints.md)")
     p.add_argument("--percentile", type=number(0, 100, lo_open=True), default=99.9,
                    help="activation percentile for λ (default 99.9)")
+    p.add_argument("--spikes-per-step", type=integer(1, 255, "spikes per step"), default=1, metavar="M",
+                   help="graded spikes: each IF neuron emits up to M spikes per step as one message (default 1: "
+                        "binary IF); currents are scaled by M so T steps act like M·T binary ones (README: Graded "
+                        "spikes); intnet, lava and snn-onnx only")
+    p.add_argument("--graded-scale", choices=("m", "1"), default="m",
+                   help="with --spikes-per-step: scale every per-step current by M (default; exact at T = 1 with "
+                        "M = L) or keep the currents (M only caps the spikes per step)")
     p.add_argument("--pool", choices=("compose", "separate"),
                    help="average pooling: fold it into the next synapse (compose) or keep it as an exact sum-pool "
                         "stage with 1/k² in the next weights (separate: fewer synapses, one more pipelined step); "
@@ -126,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         raise QCFSError(f"--arch {args.arch} needs --dataset (the authors' checkpoints carry no config) and the "
                         "--L it was trained with")
     snn_calib = snn_calib_options(args)
+    if args.spikes_per_step > 1 and args.backend not in ("intnet", "lava", "snn-onnx"):
+        raise QCFSError(f"--spikes-per-step applies to --backend intnet, lava or snn-onnx ({args.backend} has no "
+                        f"graded spikes)")
+    if args.spikes_per_step > 1 and snn_calib is not None:
+        raise QCFSError("--snn-calib simulates binary spikes; it cannot be combined with --spikes-per-step > 1 yet")
     if args.opset is not None:
         if args.backend != "onnx":
             raise QCFSError(f"--opset applies to --backend onnx only (the {args.backend} file holds no ONNX graph)")
@@ -165,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             pool=args.pool,
             fit=fit,
             nir_profile=args.nir_profile,
+            spikes_per_step=args.spikes_per_step,
+            graded_scale=args.graded_scale,
         )
     print(f"wrote {out}", file=sys.stderr)
     return 0

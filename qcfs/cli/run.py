@@ -265,12 +265,13 @@ def _pct(x: float | None) -> str:
 
 def format_table(rows: list[dict], ann_acc: float | None) -> str:
     head = f"{'T':>5} {'latency':>8} {'ANN acc %':>10} {'SNN acc %':>10} {'spikes/sample':>14} " \
-           f"{'spikes/neuron/step':>19} {'synops/sample':>14}"
+           f"{'spikes/neuron/step':>19} {'synops/sample':>14} {'m':>3} {'payload bits':>13}"
     lines = [head]
-    for r in rows:
+    for r in rows:  # m and payload bits last: the columns before keep their positions
         lines.append(f"{r['T']:>5} {r['latency_steps']:>8} {_pct(ann_acc):>10} {_pct(r['accuracy']):>10} "
                      f"{r['spikes_per_sample']:>14.1f} {r['spikes_per_neuron_per_step']:>19.4f} "
-                     f"{r['synops_per_sample']:>14.4g}")
+                     f"{r['synops_per_sample']:>14.4g} {r.get('max_spikes_per_step', 1):>3} "
+                     f"{r.get('payload_bits_per_sample', 0.0):>13.4g}")
     return "\n".join(lines)
 
 
@@ -417,13 +418,20 @@ def summarize(args: argparse.Namespace, model: Path, net: IntNet, result: SimRes
     print(f"model {model}  dataset {args.dataset} ({len(labels)} test samples)  backend {backend}  "
           f"mode {net.mode}  timing {result.timing}  ANN MACs/sample {stats.ann_macs:.4g}")
     print(format_table(rows, ann_acc))
+    cal_T = (net.metadata.get("snn_calibration") or {}).get("target_T")
+    if isinstance(cal_T, int) and any(t != cal_T for t in result.Ts):
+        print(f"qcfs-run: note: this network was calibrated for T = {cal_T}; rows at other T are not calibrated "
+              f"for their window (export with --target-T T for the T you deploy)", file=sys.stderr)
     return {
         "command": command, "model": str(model), "dataset": args.dataset, "backend": backend,
         "mode": net.mode, "samples": int(len(labels)), "ann_accuracy": ann_acc, "timing": result.timing,
         "ann_macs_per_sample": stats.ann_macs, "neurons": stats.total_neurons,
         "snn_calibration": calibration_provenance(net),
+        "max_spikes_per_step": int(net.max_spikes_per_step),
         "results": [{k: r[k] for k in ("T", "pre_steps", "latency_steps", "accuracy", "spikes_per_sample",
-                                       "spikes_per_layer", "synops_per_sample", "spikes_per_neuron_per_step")}
+                                       "spikes_per_layer", "synops_per_sample", "spikes_per_neuron_per_step",
+                                       "max_spikes_per_step", "spike_values_per_sample", "payload_bits_per_sample",
+                                       "pre_spikes_per_sample", "pre_spikes_per_layer")}
                     for r in rows],
     }
 

@@ -161,10 +161,13 @@ def simulate_lava(net_or_path: IntNet | str | Path, images01: np.ndarray, Ts: li
     finally:
         _remove_tree(tmp)
     names = [lh["name"] for lh in lf.layers if lh["kind"] == "if"]
+    m = int(lf.header.get("max_spikes_per_step", 1))
     return SimResult(
         Ts=Ts,
         logits={T: res["logits"][:, T - 1, :] for T in Ts},
         spikes={T: {name: res[name][:, T - 1] for name in names} for T in Ts},
         backend="lava",
         timing="pipelined",
+        values={T: {name: res[f"values:{name}"][:, T - 1] for name in names} for T in Ts} if m > 1 else {},
+        max_spikes=m,
     )

@@ -2,7 +2,8 @@
 layer in topological order, on training images, so that each layer's spike rate at one target T matches the
 quantized ANN the IntNet encodes (qcfs.toolchain.ann_equivalent). Methods: qcfs.toolchain.snn_calib.methods.
 
-The result is an ordinary IntNet (format version 2: per-channel v_init), checked against its hardware profile
+The result is an ordinary IntNet (format version 2: per-channel v_init; version 3 for the per-neuron v_init of
+the `neuron` methods), checked against its hardware profile
 (bias and v_init must fit their bit widths), so every backend runs it and the integer backends agree on it bit
 for bit. Weights and thresholds are never changed.
 """
@@ -83,8 +84,23 @@ def _snn_target(net: IntNet, layer: Layer, cur: LayerCurrent, T: int) -> np.ndar
         zL += cur.spiking.sum(axis=0, dtype=np.int64) * (L / T)
     if cur.constant is not None:
         zL += L * cur.constant.astype(np.float64)
-    zL += L * np.asarray(layer.bias, np.float64) + layer.v_init_per_channel()
+    zL += L * np.asarray(layer.bias, np.float64) + v_init_channel_last(layer)
     return np.clip(np.floor(zL / float(layer.threshold)), 0, L)
+
+
+def v_init_channel_last(layer: Layer) -> np.ndarray:
+    """v_init broadcastable over channel-last state: per channel [C], or per neuron [H, W, C] / [n]."""
+    if layer.per_neuron_v_init:
+        full = layer.v_init_full()
+        return full.transpose(1, 2, 0) if full.ndim == 3 else full
+    return layer.v_init_per_channel()
+
+
+def _stored_v_init(v_cl: np.ndarray, layer: Layer) -> np.ndarray:
+    """Channel-last v_init back to the IntNet's form: [C] per channel, else per neuron as C,H,W flattened."""
+    if v_cl.ndim <= 1:
+        return v_cl
+    return np.ascontiguousarray(v_cl.transpose(2, 0, 1)).reshape(-1)
 
 
 def _consumers(net: IntNet) -> dict[str, int]:
@@ -105,7 +121,7 @@ def _check_fit(net: IntNet, layer: Layer) -> None:
                                f"for a longer --target-T or use a method without bias shifts (potential)")
     if layer.kind == "if":
         lo_v, hi_v = membrane_limits(net.profile.membrane_bits)
-        v = layer.v_init_per_channel()
+        v = layer.v_init_full()
         if v.min() < lo_v or v.max() > hi_v:
             raise HardwareFitError(f"layer {layer.name}: calibrated v_init in [{v.min():.0f}, {v.max():.0f}] does "
                                    f"not fit the {net.profile.membrane_bits}-bit membrane of profile "
@@ -122,6 +138,8 @@ def calibrate(net: IntNet, images01: np.ndarray, *, T: int, method: str, progres
     Deterministic: the result depends only on the network, the images and T (exact integer arithmetic)."""
     if net.mode != "int":
         raise QCFSError("--snn-calib needs an integer-mode network (export with --mode int)")
+    if net.max_spikes_per_step != 1:
+        raise QCFSError("--snn-calib simulates binary IF neurons; calibrate before --spikes-per-step")
     if method not in METHODS:
         raise QCFSError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if T < 1:
@@ -148,7 +166,7 @@ def calibrate(net: IntNet, images01: np.ndarray, *, T: int, method: str, progres
                 report.train_accuracy = float(np.mean(acc.reshape(len(acc), -1).argmax(axis=1) == labels))
             continue
         bias0 = np.asarray(layer.bias, np.int64)
-        v0 = layer.v_init_per_channel().astype(np.int64)
+        v0 = v_init_channel_last(layer).astype(np.int64)
         theta = int(layer.threshold)
 
         def counts_at(d_bias: np.ndarray, d_v: np.ndarray, keep: bool = False):  # noqa: ANN202
@@ -162,7 +180,7 @@ def calibrate(net: IntNet, images01: np.ndarray, *, T: int, method: str, progres
         before = counts_at(zero, zero)
         d_bias, d_v = solver.solve(problem)
         layer.bias = bias0 + d_bias
-        layer.v_init = v0 + d_v
+        layer.v_init = _stored_v_init(v0 + d_v, layer)
         _check_fit(out, layer)
         tr, after = counts_at(d_bias, d_v, keep=True)
         trains[layer.name] = tr
@@ -171,6 +189,7 @@ def calibrate(net: IntNet, images01: np.ndarray, *, T: int, method: str, progres
     out.metadata = dict(out.metadata)
     out.metadata["snn_calibration"] = {
         "method": method, "target_T": T, "samples": len(images01), "readout_corrected": correct_readout,
+        "v_init": "per-neuron" if any(lay.per_neuron_v_init for lay in out.layers) else "per-channel",
         "train_accuracy": report.train_accuracy,
         "objective": solver.objective(), **(provenance or {}),
         "rate_error": [vars(r) for r in report.layers],
@@ -199,25 +218,45 @@ def _layer_report(name: str, before: np.ndarray, after: np.ndarray, target: np.n
     return LayerReport(name, mb, ma, rb, ra, int(np.abs(d_bias).max(initial=0)), int(np.abs(d_v).max(initial=0)))
 
 
-AUTO_CANDIDATES = ("potential", "potential-snn", "bias-snn")
+AUTO_CANDIDATES = ("potential", "potential-snn", "bias-snn", "neuron", "neuron-snn")
+HOLD_OUT_EVERY = 4  # `auto` holds out every 4th calibration image to compare the candidates on
 
 
-def pick_auto(train_accuracy: dict[str, float]) -> str:
-    """The `auto` choice among calibrated candidates: best accuracy on the calibration images, ties to the
-    earlier candidate of AUTO_CANDIDATES (also used by benchmarks/low_latency.py, so both pick the same)."""
-    return max(AUTO_CANDIDATES, key=lambda m: (train_accuracy[m], -AUTO_CANDIDATES.index(m)))
+def pick_auto(accuracy: dict[str, float]) -> str:
+    """The `auto` choice among calibrated candidates: best accuracy on the held-out training images, ties to
+    the earlier candidate of AUTO_CANDIDATES (also used by benchmarks/low_latency.py, so both pick the same)."""
+    names = [m for m in AUTO_CANDIDATES if m in accuracy]
+    return max(names, key=lambda m: (accuracy[m], -AUTO_CANDIDATES.index(m)))
+
+
+def hold_out_split(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, held-out) index arrays of n calibration images: every HOLD_OUT_EVERY-th is held out (the sample is
+    already a seeded uniform draw, so this split is too); fewer than HOLD_OUT_EVERY images: all in both."""
+    idx = np.arange(n)
+    held = idx % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1
+    return (idx[~held], idx[held]) if held.any() else (idx, idx)
 
 
 def calibrate_auto(net: IntNet, images01: np.ndarray, labels: np.ndarray, *, T: int, progress: bool = True,
                    provenance: dict[str, Any] | None = None) -> tuple[IntNet, CalibrationReport]:
-    """`--snn-calib auto`: calibrate with each of AUTO_CANDIDATES and keep the one whose SNN classifies the
-    calibration (training) images best at T (ties: the earlier candidate). Test images are never looked at."""
-    runs = {name: calibrate(net, images01, T=T, method=name, progress=progress, provenance=provenance,
-                            labels=labels) for name in AUTO_CANDIDATES}
-    tried = {name: report.train_accuracy for name, (_, report) in runs.items()}
-    out, report = runs[pick_auto(tried)]
-    out.metadata["snn_calibration"]["auto"] = {"candidates": tried, "chosen": report.method}
-    report.method = f"auto -> {report.method}"
+    """`--snn-calib auto`: calibrate *for T* with each of AUTO_CANDIDATES on 3/4 of the calibration (training)
+    images and keep the one whose SNN classifies the held-out quarter best at T (ties: the earlier candidate);
+    that network, calibrated for the T it is asked for, is the result. Test images are never looked at."""
+    from qcfs.runtime.numpy_snn import simulate
+
+    fit, held = hold_out_split(len(images01))
+    runs, held_acc = {}, {}
+    for name in AUTO_CANDIDATES:
+        runs[name] = calibrate(net, images01[fit], T=T, method=name, progress=progress, provenance=provenance,
+                               labels=labels[fit])
+        res = simulate(runs[name][0], images01[held], [T], progress=False)
+        held_acc[name] = float(np.mean(res.predictions(T) == labels[held]))
+    chosen = pick_auto(held_acc)
+    out, report = runs[chosen]
+    out.metadata["snn_calibration"]["auto"] = {
+        "candidates": held_acc, "selected_on": "held-out training images", "chosen": chosen, "calibrated_for_T": T,
+        "fit_images": int(len(fit)), "held_out_images": int(len(held)) if len(held) != len(fit) else 0}
+    report.method = f"auto -> {chosen}"
     return out, report
 
 

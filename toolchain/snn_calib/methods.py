@@ -1,7 +1,7 @@
 """Post-conversion calibration methods: one small class each, stating what it minimises.
 
 Every method tunes, for one IF layer at a time (inputs already calibrated), per-channel *integer* shifts of
-the layer's bias and/or initial membrane v_init. Weights and θ never change, so the result is the same
+the layer's bias and/or initial membrane v_init (the `neuron` methods: one v_init shift per neuron). Weights and θ never change, so the result is the same
 integer hardware network with different constants (Li et al., "A Free Lunch From ANN: Towards Efficient,
 Accurate Spiking Neural Networks Calibration", ICML 2021: bias correction BC and potential correction PC).
 
@@ -60,10 +60,19 @@ def match_mean(mean_at: Callable[[np.ndarray], np.ndarray], target: np.ndarray, 
     return best
 
 
+def neuron_mean(x: np.ndarray) -> np.ndarray:
+    """Mean over the samples only, flattened: [N, H, W, C] or [N, n] -> [H·W·C] / [n] (channel-last order)."""
+    flat = x.reshape(len(x), -1)
+    if flat.dtype.kind in "iub":
+        return flat.sum(axis=0, dtype=np.int64) / len(flat)
+    return flat.mean(axis=0, dtype=np.float64)
+
+
 @dataclass
 class LayerProblem:
     """What a method sees for one layer: `counts_at(d_bias, d_v)` runs the layer's T steps on the stored
-    calibrated inputs with per-channel shifts and returns counts [N, ..., C]; `target` is T·c/L per neuron."""
+    calibrated inputs with shifts (d_bias per channel; d_v per channel [C] or per neuron, channel-last
+    `neuron_shape`) and returns counts [N, ..., C]; `target` is T·c/L per neuron."""
 
     name: str
     T: int
@@ -71,6 +80,11 @@ class LayerProblem:
     target: np.ndarray
     counts_at: Callable[[np.ndarray, np.ndarray], np.ndarray]
     channels: int
+
+    @property
+    def neuron_shape(self) -> tuple[int, ...]:
+        """One sample's channel-last shape ([H, W, C] or [n])."""
+        return tuple(self.target.shape[1:])
 
 
 class CalibrationMethod:
@@ -137,6 +151,30 @@ class AdvancedPotentialCorrection(PotentialCorrection):
     target = "snn"
 
 
+class NeuronPotentialCorrection(CalibrationMethod):
+    """Per neuron, the integer shift of the initial membrane v(0) that makes the neuron's mean spike count over
+    the calibration images at the target T closest to the quantized ANN's T·c/L: the per-channel shift of
+    PotentialCorrection cannot remove an error that differs between positions of one channel (borders,
+    padding, the image prior), one v_init per neuron can (stored as a per-neuron array, IntNet version 3)."""
+
+    name = "neuron"
+
+    def solve(self, p: LayerProblem) -> tuple[np.ndarray, np.ndarray]:
+        shape = p.neuron_shape
+        zero_b, zero_v = _zero(p), np.zeros(shape, np.int64)
+        dv = match_mean(lambda d: neuron_mean(p.counts_at(zero_b, d.reshape(shape))), neuron_mean(p.target),
+                        -p.T * p.theta, p.T * p.theta, p.theta // RESOLUTION)
+        return zero_b, dv.reshape(shape) if dv.size != p.channels else dv
+
+
+class AdvancedNeuronPotentialCorrection(NeuronPotentialCorrection):
+    """As NeuronPotentialCorrection, with the target computed from the layer's SNN inputs (advanced PC)."""
+
+    name = "neuron-snn"
+    target = "snn"
+
+
 METHODS: dict[str, type[CalibrationMethod]] = {
-    m.name: m for m in (BiasCorrection, PotentialCorrection, AdvancedBiasCorrection, AdvancedPotentialCorrection)
+    m.name: m for m in (BiasCorrection, PotentialCorrection, AdvancedBiasCorrection, AdvancedPotentialCorrection,
+                        NeuronPotentialCorrection, AdvancedNeuronPotentialCorrection)
 }

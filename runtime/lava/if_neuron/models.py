@@ -17,7 +17,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from qcfs.runtime.lava.if_neuron.process import IF, Delay, Readout  # absolute: Lava re-executes this file standalone
-from qcfs.semantics import fire
+from qcfs.semantics import fire, spike_dtype
 
 _I64 = np.int64
 
@@ -43,7 +43,8 @@ class _WindowMixin:
 @tag("fixed_pt")
 class PyIFModelFixed(_WindowMixin, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, _I64, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+    # graded-capable like lava.proc.graded's models (24-bit payload); binary networks send 0/1
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     v: np.ndarray = LavaPyType(np.ndarray, _I64, precision=24)
     vth: np.ndarray = LavaPyType(np.ndarray, _I64, precision=24)
     v_init: np.ndarray = LavaPyType(np.ndarray, _I64, precision=24)
@@ -54,6 +55,8 @@ class PyIFModelFixed(_WindowMixin, PyLoihiProcessModel):
     reset_offset: np.ndarray = LavaPyType(np.ndarray, _I64, precision=32)
     num_samples: np.ndarray = LavaPyType(np.ndarray, _I64, precision=32)
     counts: np.ndarray = LavaPyType(np.ndarray, _I64, precision=32)
+    values: np.ndarray = LavaPyType(np.ndarray, _I64, precision=32)
+    max_spikes: np.ndarray = LavaPyType(np.ndarray, _I64, precision=32)
 
     def run_spk(self) -> None:
         a = self.a_in.recv()
@@ -67,10 +70,13 @@ class PyIFModelFixed(_WindowMixin, PyLoihiProcessModel):
             v[...] = self.v_init
         v += a.astype(_I64, copy=False)
         v += self.bias
-        s = np.empty(v.shape, dtype=bool)
-        fire(v, int(self.vth[0]), (int(self.v_min[0]), int(self.v_max[0])), s)  # qcfs.semantics, not a copy
+        m = int(self.max_spikes[0])
+        s = np.empty(v.shape, dtype=spike_dtype(m))
+        fire(v, int(self.vth[0]), (int(self.v_min[0]), int(self.v_max[0])), s, m)  # qcfs.semantics, not a copy
         total = int(np.count_nonzero(s))
+        value = total if m == 1 else int(s.sum(dtype=np.int64))
         self.counts[n, k] = total if k == 0 else self.counts[n, k - 1] + total
+        self.values[n, k] = value if k == 0 else self.values[n, k - 1] + value
         self.s_out.send(s.astype(np.int32))
 
 

@@ -27,15 +27,18 @@ def _window_vars(proc: AbstractProcess, reset_interval: int, reset_offset: int, 
 
 
 class IF(AbstractProcess):
-    """Integer IF population: v ← sat(v + a_in + bias); s = v ≥ vth; v ← v − vth·s.
+    """Integer IF population: v ← sat(v + a_in + bias); s = v ≥ vth; v ← v − vth·s. With max_spikes m > 1 the
+    output port carries graded spikes s = clip(floor(v/vth), 0, m) (qcfs.semantics), read by synapses with
+    num_message_bits > 0.
 
-    `counts[n, k]` = spikes of the whole population for sample n within its first k + 1 steps, so the
-    host reads N·T numbers per layer instead of per-neuron state.
+    `counts[n, k]` = spikes (messages) of the whole population for sample n within its first k + 1 steps, so
+    the host reads N·T numbers per layer instead of per-neuron state; `values[n, k]` the same for the summed
+    payloads (equal to counts when m = 1).
     """
 
     def __init__(self, *, shape: tuple[int, ...], vth: int, v_init: np.ndarray | int, bias: np.ndarray,
                  reset_interval: int, reset_offset: int, num_samples: int,
-                 v_min: int, v_max: int, name: str | None = None) -> None:
+                 v_min: int, v_max: int, max_spikes: int = 1, name: str | None = None) -> None:
         super().__init__(shape=shape, name=name)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
@@ -48,6 +51,8 @@ class IF(AbstractProcess):
         self.v_max = Var(shape=(1,), init=int(v_max))
         _window_vars(self, reset_interval, reset_offset, num_samples)
         self.counts = Var(shape=(num_samples, reset_interval), init=0)
+        self.values = Var(shape=(num_samples, reset_interval), init=0)
+        self.max_spikes = Var(shape=(1,), init=int(max_spikes))
 
 
 class Readout(AbstractProcess):
