@@ -81,15 +81,16 @@ def test_unknown_profile_is_one_line(digits_net: IntNet) -> None:
 # --- sinabs -------------------------------------------------------------------------------------------------
 def test_sinabs_neuron_semantics(tmp_path: Path) -> None:
     """IAFSqueeze as sinabs.from_nir builds it: v(0) = 0, v += I, trunc(v/θ) spikes (several per step),
-    subtract them·θ. θ = 5: current 3 -> v 3, 6 (1 spike, v 1), 4, 7 (1, v 2), 5 (1, v 0), ...;
-    current 11 -> 2 spikes at step 1 (v 11 -> 1), where qcfs's IF emits at most one per step."""
+    subtract them·θ. θ = 6 (integer networks keep θ even, so θ/2 is exact): current 4 -> v 4, 8 (1 spike, v 2),
+    6 (1, v 0), 4, 8 (1, v 2), 6 (1, v 0), ...; current 13 -> 2 spikes at step 1 (v 13 -> 1), then 14 -> 2 (v 2),
+    where qcfs's binary IF emits at most one per step."""
     pytest.importorskip("sinabs")
     from qcfs.runtime.nir_readers import simulate_sinabs
 
     x = np.zeros((1, 1, 1, 1), np.float32)
-    res = simulate_sinabs(export_nir(one_neuron(5, 3), tmp_path / "n3.nir", profile="readers"), x, list(range(1, 9)))
-    assert per_step(res, 8) == [0, 1, 0, 1, 1, 0, 1, 0]
-    res = simulate_sinabs(export_nir(one_neuron(5, 11), tmp_path / "n11.nir", profile="readers"), x, [1, 2])
+    res = simulate_sinabs(export_nir(one_neuron(6, 4), tmp_path / "n4.nir", profile="readers"), x, list(range(1, 9)))
+    assert per_step(res, 8) == [0, 1, 1, 0, 1, 1, 0, 1]
+    res = simulate_sinabs(export_nir(one_neuron(6, 13), tmp_path / "n13.nir", profile="readers"), x, [1, 2])
     assert per_step(res, 2) == [2, 2]
 
 
@@ -131,13 +132,13 @@ def test_snntorch_cannot_run_if_nodes(readers_file: Path) -> None:
 
 def test_snntorch_neuron_semantics(tmp_path: Path) -> None:
     """Profile snntorch: each IF as the LIF snnTorch reads as Leaky(beta=1, reset to zero): v(0) = 0, v += I,
-    one spike when v > θ, then v = 0. θ = 5, current 3: v 3, 6 (spike, 0), 3, 6 (spike, 0), ...;
+    one spike when v > θ, then v = 0. θ = 4, current 3: v 3, 6 (spike, 0), 3, 6 (spike, 0), ...;
     θ = 6: v 3, 6 (not > 6), 9 (spike, 0), 3, 6, 9 (spike)."""
     pytest.importorskip("snntorch")
     from qcfs.runtime.nir_readers import simulate_snntorch
 
     x = np.zeros((1, 1, 1, 1), np.float32)
-    res = simulate_snntorch(export_nir(one_neuron(5, 3), tmp_path / "n5.nir", profile="snntorch"), x, list(range(1, 9)))
+    res = simulate_snntorch(export_nir(one_neuron(4, 3), tmp_path / "n4.nir", profile="snntorch"), x, list(range(1, 9)))
     assert per_step(res, 8) == [0, 1, 0, 1, 0, 1, 0, 1]
     res = simulate_snntorch(export_nir(one_neuron(6, 3), tmp_path / "n6.nir", profile="snntorch"), x, list(range(1, 7)))
     assert per_step(res, 6) == [0, 0, 1, 0, 0, 1]
