@@ -66,7 +66,7 @@ def _wait(cond, within_s: float) -> bool:  # type: ignore[no-untyped-def]
     return bool(cond())
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["INT", "TERM", "KILL"])
 def test_signalled_run_leaves_no_temp_folders(tmp_path: Path, short_tmp: Path, sig: int) -> None:
     parent, tmpdir = _start(tmp_path, short_tmp)
@@ -77,7 +77,10 @@ def test_signalled_run_leaves_no_temp_folders(tmp_path: Path, short_tmp: Path, s
         assert _wait(lambda: any(p.name.startswith("pymp-") for p in tmpdir.rglob("pymp-*")), 30), \
             "Lava created no multiprocessing folder (the test would prove nothing)"
         os.kill(parent.pid, sig)
-        parent.wait(timeout=30)
+        # the parent unwinds (Lava's runtime stop, the worker group killed) in well under a second when the
+        # machine is idle; two full-suite CI runs on 2026-12-05 saw SIGINT take over 30 s there (not reproduced in
+        # isolation), so the bound is generous: the test is about what is left behind, not about speed
+        parent.wait(timeout=120)
         assert _wait(lambda: not processes_with(token), 15), "Lava processes survived"
         assert _wait(lambda: not any(tmpdir.iterdir()), 10), sorted(p.name for p in tmpdir.iterdir())
         if sig != signal.SIGKILL:
