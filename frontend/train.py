@@ -31,7 +31,7 @@ from qcfs.data import DatasetInfo, dataset_info, load_split
 from qcfs.frontend import distributed
 from qcfs.frontend.augment import random_crop_flip
 from qcfs.frontend.checkpoint import read_checkpoint, save_checkpoint
-from qcfs.frontend.fast_recipe import FAST, WeightEMA, fast_lr, init_whitening, param_groups
+from qcfs.frontend.fast_recipe import FAST, WeightEMA, fast_lr, init_whitening, param_groups, prepare_model
 from qcfs.frontend.models import ModelConfig, build_model
 from qcfs.frontend.qcfs_act import QCFS
 
@@ -299,6 +299,8 @@ def _train(cfg: TrainConfig, ctx: distributed.Dist, device: torch.device, log) -
 
         raise QCFSError("--recipe fast trains the in-memory datasets (digits, fashion-mnist, cifar10); "
                         "use --recipe paper for imagenet")
+    if fast:
+        prepare_model(model)
     if fast and not resuming:  # every rank computes the same basis from the same seeded images
         init_whitening(model, data.calibration(FAST.whiten_samples))
     # λ from data on rank 0 only: DDP's constructor broadcasts rank 0's parameters (λ included) to every rank
@@ -332,7 +334,13 @@ def _train(cfg: TrainConfig, ctx: distributed.Dist, device: torch.device, log) -
             ema.load(ckpt["state_dict"], int(ckpt.get("ema_updates", 0)))
         else:
             model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
+        try:
+            opt.load_state_dict(ckpt["optimizer"])
+        except ValueError as exc:
+            from qcfs.errors import QCFSError
+
+            raise QCFSError(f"--resume {out}: its optimizer state does not fit this version's parameter groups "
+                            f"({exc}); train it afresh under another -o") from None
         start_epoch, history, total = int(ckpt["epoch"]), list(ckpt["log"]), int(ckpt["total_epochs"])
         torch.set_rng_state(ckpt["rng"])
     if ctx.rank > 0:
@@ -365,8 +373,9 @@ def _train(cfg: TrainConfig, ctx: distributed.Dist, device: torch.device, log) -
                    file=sys.stderr, disable=not (cfg.progress and ctx.main))
         for b, (xb, yb, n_global) in enumerate(bar):
             if fast:  # per step: a ten-epoch schedule cannot afford epoch-sized lr jumps
-                for g in opt.param_groups:
-                    g["lr"] = g["lr_scale"] * fast_lr(cfg.lr, (epoch * n_batches + b) / (total * n_batches))
+                for g in opt.param_groups:  # a group with "until_epoch" stays fixed from that epoch on (lr 0)
+                    live = epoch < g.get("until_epoch", total)
+                    g["lr"] = live * g["lr_scale"] * fast_lr(cfg.lr, (epoch * n_batches + b) / (total * n_batches))
             with _autocast(device):
                 logits = step_fn(xb)
             if ctx.enabled:

@@ -325,7 +325,9 @@ def _load_intnet(path: str | Path | io.BytesIO, label: str) -> IntNet:
         raise ModelFileError(f"{label}: corrupt qcfs-intnet header: {err}") from None
     if not isinstance(hdr, dict):
         raise ModelFileError(f"{label}: qcfs-intnet header is not a JSON object (got {type(hdr).__name__})")
-    if hdr.get("format") != FORMAT_NAME or hdr.get("version") not in READABLE_VERSIONS:
+    version = hdr.get("version")
+    # `True in (1, 2, 3)` and `2.0 in (1, 2, 3)` hold in Python: a JSON true or 2.0 is not a version
+    if hdr.get("format") != FORMAT_NAME or type(version) is not int or version not in READABLE_VERSIONS:
         raise ModelFileError(
             f"{label}: format {hdr.get('format')!r} version {hdr.get('version')!r}; "
             f"this qcfs reads {FORMAT_NAME} versions {', '.join(map(str, READABLE_VERSIONS))}"

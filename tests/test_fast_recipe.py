@@ -15,7 +15,8 @@ from torch import nn
 
 import qcfs.frontend.train as train_mod
 from qcfs.frontend.checkpoint import read_checkpoint
-from qcfs.frontend.fast_recipe import FAST, WeightEMA, fast_lr, init_whitening, param_groups, whitening_basis
+from qcfs.frontend.fast_recipe import (FAST, WeightEMA, fast_lr, init_whitening, param_groups, prepare_model,
+                                      whitening_basis)
 from qcfs.frontend.models import ModelConfig, build_model
 from qcfs.frontend.train import TrainConfig, train_model
 
@@ -56,6 +57,39 @@ def test_init_whitening_fixes_the_first_conv_and_keeps_it_out_of_the_optimizer()
     optimized = {id(p) for g in param_groups(model, 5e-4) for p in g["params"]}
     assert id(model.whiten.weight) not in optimized and id(model.whiten.bias) in optimized
     assert not init_whitening(build_model(ModelConfig("resnet20", 3, 10, 32)), x)  # no whitening layer: untouched
+
+
+def test_prepare_model_sets_fast_batchnorm_statistics_only() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("cifarnet", 3, 10, 32))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prepare_model(model)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(bn.momentum == FAST.bn_momentum for bn in bns)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # no weight changed
+
+
+def test_param_groups_give_each_parameter_one_role() -> None:
+    from qcfs.frontend.qcfs_act import QCFS
+
+    model = build_model(ModelConfig("cifarnet", 3, 10, 32))
+    wd = 1e-3
+    groups = param_groups(model, wd, head_scale=0.125)
+    seen = [id(p) for g in groups for p in g["params"]]
+    assert len(seen) == len(set(seen))  # no parameter in two groups
+    assert set(seen) == {id(p) for p in model.parameters() if p.requires_grad}  # and none left out
+
+    def group_of(p: torch.Tensor) -> dict:
+        return next(g for g in groups if any(q is p for q in g["params"]))
+
+    lam = next(m for m in model.modules() if isinstance(m, QCFS)).lam
+    assert group_of(lam)["weight_decay"] == wd  # decayed as in the paper: it sets the quantization step
+    g = group_of(model.whiten.bias)
+    assert g["until_epoch"] == FAST.whiten_bias_epochs and g["lr_scale"] == 1.0
+    g = group_of(model.fc.weight)
+    assert g["lr_scale"] == 0.125**2 and g["weight_decay"] == pytest.approx(wd / 0.125**2)
+    conv = next(m for m in model.blocks if isinstance(m, nn.Conv2d))
+    assert group_of(conv.weight) is group_of(lam) and "until_epoch" not in group_of(conv.weight)
 
 
 def test_fast_lr_warms_up_then_decays_to_zero() -> None:
@@ -162,6 +196,23 @@ def test_fast_recipe_is_deterministic_resumable_and_saves_the_average(tmp_path: 
     with pytest.raises(QCFSError, match="trained with --recipe fast"):
         train_model(TrainConfig(model="cifarnet", dataset="cifar10", output=str(tmp_path / "a" / "m.pt"), epochs=3,
                                 resume=True, progress=False), log=lambda _: None)
+
+
+@pytest.mark.timeout(300)
+def test_whitening_bias_stops_training_after_its_epochs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import qcfs.frontend.fast_recipe as recipe
+
+    monkeypatch.setattr(recipe, "FAST", dataclasses.replace(recipe.FAST, whiten_bias_epochs=1))
+    _tiny_cifar(monkeypatch)
+    out = tmp_path / "m.pt"
+    after_epoch: list[dict] = []
+    _fast(out, epochs=2, log=lambda _: after_epoch.append(read_checkpoint(out)["live_state_dict"]))
+    first, second = after_epoch
+    assert torch.count_nonzero(first["whiten.bias"]) > 0  # it trained in epoch 1
+    assert torch.equal(first["whiten.bias"], second["whiten.bias"])  # and not in epoch 2
+    assert not torch.equal(first["fc.weight"], second["fc.weight"])  # while the rest did
 
 
 @pytest.mark.timeout(300)

@@ -189,6 +189,22 @@ def test_a_version_2_file_claiming_graded_spikes_is_refused(tmp_path) -> None:  
         load_intnet(path)
 
 
+@pytest.mark.parametrize("version", [True, 2.0, "2", None])
+def test_a_header_version_that_is_not_an_integer_version_is_refused(tmp_path, version) -> None:  # type: ignore[no-untyped-def]
+    """JSON true equals 1 in Python (`True in (1, 2, 3)`): it must not pass as version 1."""
+    net = lava_nets.digits_net()
+    raw = zipfile.ZipFile(io.BytesIO(net.to_bytes()))
+    arrays = {n[:-4]: np.load(io.BytesIO(raw.read(n))) for n in raw.namelist()}
+    hdr = json.loads(arrays["__header__"].tobytes())
+    hdr["version"] = version
+    arrays["__header__"] = np.frombuffer(json.dumps(hdr).encode(), dtype=np.uint8)
+    path = tmp_path / "bad.intnet.npz"
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(ModelFileError, match="version"):
+        load_intnet(path)
+
+
 def test_payload_and_scaled_weights_are_checked_against_the_profile() -> None:
     net = lava_nets.digits_net()
     net.profile = HardwareProfile(spike_payload_bits=2)

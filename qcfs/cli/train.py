@@ -36,11 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(README: Fast CPU training)")
     p.add_argument("--epochs", type=integer(1, 100_000, "a number of epochs"),
                    help="default: --recipe fast 10; paper: digits 30, fashion-mnist 30, cifar10 300, imagenet 120")
-    p.add_argument("--lr", type=number(0, 100, lo_open=True), help="peak learning rate (default: paper 0.1, fast 0.4)")
+    p.add_argument("--lr", type=number(0, 100, lo_open=True), help="peak learning rate (default: paper 0.1, fast 0.75)")
     p.add_argument("--batch", type=integer(1, 1 << 20, "a batch size"),
                    help="the global batch (default: paper 128, fast 512); with --ddp each of the K processes "
                         "takes batch/K (K must divide it)")
-    p.add_argument("--wd", type=number(0, 1), help="weight decay on all parameters, λ included (default 5e-4)")
+    p.add_argument("--wd", type=number(0, 1),
+                   help="weight decay on all parameters, λ included (default: paper 5e-4, fast 1.33e-3)")
     p.add_argument("--val", type=integer(0, 10_000_000, "a number of images"), default=0,
                    help="hold out this many training images (seeded) and report accuracy on them every epoch, "
                         "for choosing settings without the test split (default 0: train on all)")
