@@ -5,8 +5,9 @@ canonical ONNX under onnxruntime, QCFS activations included), `vgg16` the random
 bench_numpy_runtime.build (its ANN uses ReLU). Images are random in [0, 1]: speed does not depend on them
 beyond the spike rate, which is recorded.
 
-Backends (all give identical integers; tests prove it): numpy (layer-major, the default: synapse="auto",
-each spike-driven current sparse (CSR) or dense per call by the crossover measured for its shape), numpy-dense
+Backends (all give identical integers; tests prove it): numpy (layer-major, simulate's defaults; the run of
+2026-12-05 in BENCHMARKS.md had synapse="auto" as default, now "dense"), numpy-auto (each spike-driven current
+sparse (CSR) or dense per call by the crossover measured for its shape), numpy-dense
 (every current im2col + GEMM), numpy-sparse (every supported current CSR), numpy-before (dense currents and
 the IF loop's operations as before the sliced, float-membrane update: the same-run baseline of the NumPy
 changes), numpy-step (step-major), ort-int8 / ort-float32 (the .snn.onnx graph with either kernel
@@ -181,6 +182,7 @@ def runners(net: IntNet, ann, images: np.ndarray, T: int, threads: int) -> dict[
         "numpy": lambda: simulate(net, images, [T], batch_size=b, progress=False),
         "numpy-before": numpy_before(lambda: simulate(net, images, [T], batch_size=b, progress=False,
                                                       synapse="dense")),
+        "numpy-auto": lambda: simulate(net, images, [T], batch_size=b, progress=False, synapse="auto"),
         "numpy-dense": lambda: simulate(net, images, [T], batch_size=b, progress=False, synapse="dense"),
         "numpy-sparse": lambda: simulate(net, images, [T], batch_size=b, progress=False, synapse="sparse"),
         "numpy-step": lambda: simulate(net, images, [T], batch_size=b, progress=False, order="step"),
