@@ -166,8 +166,20 @@ def machine() -> dict:
             "cpus": os.cpu_count(), "python": sys.version.split()[0], "numpy": np.__version__}
     try:
         with open("/proc/cpuinfo") as fh:
-            info["cpu_model"] = next((l.split(":", 1)[1].strip() for l in fh if l.startswith("model name")), "")
+            lines = fh.read().splitlines()
+        info["cpu_model"] = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), "")
+        flags = next((l.split(":", 1)[1].split() for l in lines if l.startswith("flags")), [])
+        # what decides which BLAS / onnxruntime / torch kernels run (AVX2 vs AVX-512, VNNI int8 dot products)
+        info["isa"] = sorted(f for f in flags if f.startswith(("avx", "fma", "amx")) or f in ("sse4_2", "f16c"))
     except OSError:
+        pass
+    try:
+        import subprocess
+
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        info["lscpu_model"] = next((l.split(":", 1)[1].strip() for l in out.splitlines()
+                                    if l.startswith("Model name")), "")
+    except (OSError, subprocess.SubprocessError):
         pass
     try:
         from threadpoolctl import threadpool_info

@@ -5,10 +5,14 @@ canonical ONNX under onnxruntime, QCFS activations included), `vgg16` the random
 bench_numpy_runtime.build (its ANN uses ReLU). Images are random in [0, 1]: speed does not depend on them
 beyond the spike rate, which is recorded.
 
-Backends (all give identical integers; tests prove it): numpy (layer-major, the default), numpy-step
-(step-major), ort-int8 / ort-float32 (the .snn.onnx graph with either kernel choice, session.run only; the row
-"auto_kernels" says which one `--snn-kernels auto` exports), torch-f32 (per-layer proved
-float32, CPU) and torch-f64, and the peer SpikingJelly IF (single- and multi-step, `IFNode(v_reset=None)`
+Backends (all give identical integers; tests prove it): numpy (layer-major, simulate's defaults; the run of
+2026-12-05 in BENCHMARKS.md had synapse="auto" as default, now "dense"), numpy-auto (each spike-driven current
+sparse (CSR) or dense per call by the crossover measured for its shape), numpy-dense
+(every current im2col + GEMM), numpy-sparse (every supported current CSR), numpy-before (dense currents and
+the IF loop's operations as before the sliced, float-membrane update: the same-run baseline of the NumPy
+changes), numpy-step (step-major), ort-int8 / ort-float32 (the .snn.onnx graph with either kernel
+choice, session.run only; the row "auto_kernels" says which one `--snn-kernels auto` exports), torch-f32
+(per-layer proved float32, CPU) and torch-f64, and the peer SpikingJelly IF (single- and multi-step, `IFNode(v_reset=None)`
 with v(0) = θ/2 on the same integer weights in float32; installed with `pip install --no-deps
 spikingjelly loguru`, no torchvision; skipped when absent).
 
@@ -17,7 +21,8 @@ the next round) and the median is kept, so load from other jobs on a shared mach
 load average and the busiest other processes are recorded before and after. Peak memory: the largest RSS
 growth over the process's RSS before the call, sampled every 2 ms during the first (untimed) call.
 
-    python benchmarks/bench_speed.py [--nets cnn,resnet20,vgg16] [--batch 32] [--T 8] [--reps 3] [--md BENCHMARKS.md]
+    python benchmarks/bench_speed.py [--nets cnn,resnet20,vgg16] [--batch 32] [--T 8] [--reps 3] [--threads N]
+        [--only numpy,numpy-dense,ort-int8] [--md BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -150,6 +155,23 @@ def sj_runner(net: IntNet, images: np.ndarray, T: int, multi_step: bool) -> Call
     return multi if multi_step else single
 
 
+def numpy_before(f: Callable[[], object]) -> Callable[[], object]:
+    """`f` with the layer-major NumPy loop as it was before the spike-driven change (the same-run baseline of
+    numpy / numpy-dense): int64 membranes and every IF operation over the whole membrane (one slice)."""
+    from qcfs.runtime import numpy_neuron, numpy_snn
+
+    def run() -> object:
+        saved = numpy_snn.membrane_dtype, numpy_neuron.IF_SLICE_BYTES
+        numpy_snn.membrane_dtype = lambda *a: np.dtype(np.int64)
+        numpy_neuron.IF_SLICE_BYTES = 1 << 62
+        try:
+            return f()
+        finally:
+            numpy_snn.membrane_dtype, numpy_neuron.IF_SLICE_BYTES = saved
+
+    return run
+
+
 def runners(net: IntNet, ann, images: np.ndarray, T: int, threads: int) -> dict[str, Callable[[], object]]:  # type: ignore[no-untyped-def]
     from qcfs.runtime.numpy_snn import simulate
     from qcfs.runtime.torch_snn import simulate_torch
@@ -158,6 +180,11 @@ def runners(net: IntNet, ann, images: np.ndarray, T: int, threads: int) -> dict[
     out: dict[str, Callable[[], object]] = {
         "ann (ort fp32)": ann_runner(ann, images, threads),
         "numpy": lambda: simulate(net, images, [T], batch_size=b, progress=False),
+        "numpy-before": numpy_before(lambda: simulate(net, images, [T], batch_size=b, progress=False,
+                                                      synapse="dense")),
+        "numpy-auto": lambda: simulate(net, images, [T], batch_size=b, progress=False, synapse="auto"),
+        "numpy-dense": lambda: simulate(net, images, [T], batch_size=b, progress=False, synapse="dense"),
+        "numpy-sparse": lambda: simulate(net, images, [T], batch_size=b, progress=False, synapse="sparse"),
         "numpy-step": lambda: simulate(net, images, [T], batch_size=b, progress=False, order="step"),
         "ort-int8": ort_runner(net, images, T, "int8", threads),
     }
@@ -222,13 +249,15 @@ def sj_agrees(net: IntNet, images: np.ndarray, T: int) -> bool:
     return bool(np.array_equal(np.rint(got).astype(np.int64), ref))
 
 
-def measure(name: str, batch: int, T: int, reps: int, threads: int) -> list[dict]:
+def measure(name: str, batch: int, T: int, reps: int, threads: int, only: set[str] | None = None) -> list[dict]:
     import torch
 
     torch.set_num_threads(threads)
     net, ann = load(name)
     images = np.random.default_rng(1).uniform(0, 1, (batch, *net.input.shape))
     rs = runners(net, ann, images, T, threads)
+    if only:  # the ANN (every ratio is to it) and numpy (its counts give the spike rate) always run
+        rs = {k: f for k, f in rs.items() if k in only or k.startswith("ann") or k == "numpy"}
     peaks, results = {}, {}
     for label, f in rs.items():  # first call: warm-up and memory
         peaks[label], results[label] = peak_growth(f)
@@ -264,12 +293,12 @@ def measure(name: str, batch: int, T: int, reps: int, threads: int) -> list[dict
 
 # --- output -----------------------------------------------------------------------------------------------
 def table(doc: dict) -> str:
-    lines = ["| network | backend | ms per image·step | ratio to ORT fp32 ANN | peak RSS growth MiB |",
-             "|---|---|---:|---:|---:|"]
+    lines = ["| network | spikes/neuron/step | backend | ms per image·step | ratio to ORT fp32 ANN "
+             "| peak RSS growth MiB |", "|---|---:|---|---:|---:|---:|"]
     for r in doc["results"]:
         unit = "" if r["unit"] == "image·step" else " (per image)"
-        lines.append(f"| {r['net']} | {r['backend']}{unit} | {r['ms_per_unit']:.3f} | {r['ratio_to_ann']:.2f} | "
-                     f"{r['peak_rss_growth_mib']:.0f} |")
+        lines.append(f"| {r['net']} | {r['spikes_per_neuron_per_step']:.3f} | {r['backend']}{unit} | "
+                     f"{r['ms_per_unit']:.3f} | {r['ratio_to_ann']:.2f} | {r['peak_rss_growth_mib']:.0f} |")
     return "\n".join(lines)
 
 
@@ -281,7 +310,8 @@ def md_section(doc: dict) -> str:
     others = ", ".join(sorted({p["cmd"] for p in before["top"] + after["top"] if p["cpu_pct"] >= 5}))
     return "\n".join([
         MD_START,
-        f"`{doc['command']}` on {doc['date']} — {m.get('cpu_model')} ({m.get('cpus')} cores, shared), "
+        f"`{doc['command']}` on {doc['date']} — {m.get('cpu_model')} ({m.get('cpus')} cores, shared; ISA: "
+        f"{', '.join(f for f in m.get('isa', []) if f.startswith('avx')) or '?'}), "
         f"numpy {m.get('numpy')}, onnxruntime {m.get('onnxruntime')}, torch {doc.get('torch')}; BLAS: {blas}. "
         f"B = {doc['batch']} images × T = {doc['T']} steps per configuration, median of {doc['reps']} "
         f"interleaved repetitions. Load average before/after: "
@@ -304,6 +334,7 @@ def main() -> int:
     ap.add_argument("--T", type=int, default=8)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="onnxruntime/torch threads")
+    ap.add_argument("--only", help="comma-separated backend labels to run (default: all; ann and numpy always run)")
     ap.add_argument("--out", default=str(RESULTS / "speed.json"))
     ap.add_argument("--md", help="replace (or append) the bench_speed section of this markdown file")
     args = ap.parse_args()
@@ -315,8 +346,13 @@ def main() -> int:
            "threads": args.threads, "out": os.path.relpath(args.out, ROOT), "load_before": load_snapshot(),
            "timing": "median over interleaved repetitions; ANN per image, SNN per image·step", "results": []}
     for name in args.nets.split(","):
-        doc["results"] += measure(name, args.batch, args.T, args.reps, args.threads)
+        doc["results"] += measure(name, args.batch, args.T, args.reps, args.threads,
+                                  set(args.only.split(",")) if args.only else None)
     doc["load_after"] = load_snapshot()
+    from qcfs.runtime.synapse_choice import crossovers
+
+    # numpy's synapse="auto": the crossover density (× SAFETY) it measured per synapse shape in this process
+    doc["numpy_sparse_crossovers"] = {repr(k): v for k, v in crossovers().items()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")

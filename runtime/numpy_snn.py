@@ -4,10 +4,13 @@ Semantics are qcfs.semantics' (input encoding via encode_input; the neuron updat
 done in place on preallocated buffers, and tests compare it with if_step neuron by neuron). This module must
 not import torch: it is the reference that runs anywhere.
 
-Exactness in integer mode: membranes and readout accumulators are int64 (membranes saturate to the profile's
-range); synaptic currents come from float32 BLAS only where the layer's `float32_exact` flag AND our own
-bound (numpy_synapse.exact_bound: every partial sum < 2^24) allow it, else float64 BLAS with the bound
-< 2^53 checked here (ValueError otherwise). Float mode: float64 everywhere, no saturation, no quantization.
+Exactness in integer mode: readout accumulators are int64, membranes int64 in the step-major and pipelined
+loops and, in the layer-major loop, the current's float dtype where membrane_dtype proves every membrane value
+an exact float integer (else int64); membranes saturate to the profile's range. Synaptic currents come from
+float32 BLAS only where the layer's `float32_exact` flag AND our own bound (numpy_synapse.exact_bound: every
+partial sum < 2^24) allow it, else float64 BLAS with the bound < 2^53 checked here (ValueError otherwise);
+the spike-driven (sparse) path sums a subset of the same products in the same dtype, so the same bound makes
+it exact too (`synapse`). Float mode: float64 everywhere, no saturation, no quantization.
 
 Timing:
   * "sync": every layer integrates its sources' spikes of the same step; one run of T_max steps, counts and
@@ -42,12 +45,15 @@ from tqdm import tqdm
 
 from qcfs.intnet import IntNet, Layer
 from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, channel_last, exact_bound
+from qcfs.runtime.numpy_neuron import if_block
+from qcfs.runtime.synapse_choice import MODES as SYNAPSE_MODES
 from qcfs.runtime.result import SimResult
 from qcfs.semantics import encode_input, fire, membrane_limits, offset_restart, spike_dtype
 
 TIMINGS = ("sync", "pipelined")
 PRECISIONS = ("auto", "float64")
 ORDERS = ("layer", "step")
+DEFAULT_SYNAPSE = "dense"  # "auto" lost to dense on vgg16 (BENCHMARKS.md, 2026-12-05): opt-in until it does not
 LAYER_MAJOR_BYTES = 256 << 20  # memory budget of one layer-major chunk (spike maps, currents)
 LAYER_MAJOR_BLOCK_BYTES = 8 << 20  # GEMM output of one block of steps
 
@@ -67,6 +73,7 @@ class LayerPlan:
     v_init: int | float | np.ndarray = 0  # per channel: (C,); per neuron: channel-last shape; broadcasts
     depth: int = 1
     max_spikes: int = 1  # the network's graded payload m (qcfs.semantics); 1: bool spike maps
+    mem_dtype: np.dtype = np.dtype(np.float64)  # layer-major membrane (membrane_dtype); float mode: float64
 
     @property
     def name(self) -> str:
@@ -100,8 +107,26 @@ def _v_init(layer: Layer, integer: bool) -> int | float | np.ndarray:
     return v
 
 
-def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
-    """Check shapes and exactness bounds once and build the per-layer GEMM plans."""
+def membrane_dtype(cur_dtype: np.dtype, v_bound: float, v_init: int | np.ndarray, theta: int,
+                   membrane_bits: int) -> np.dtype:
+    """The layer-major membrane dtype of an integer layer: the current's float dtype where every value the
+    membrane, its sum with one step's current (|·| ≤ v_bound) and θ take is an integer below 2^24 (float32) or
+    2^53 (float64): then float add, compare and subtract are the int64 ones, and the current needs no conversion
+    (numpy_neuron). After a step |v| ≤ 2^(bits−1) (saturation; firing only lowers a v ≥ θ > 0 towards 0).
+    int64 otherwise."""
+    v_max = max(float(2 ** (membrane_bits - 1)), float(np.abs(np.asarray(v_init)).max(initial=0)), float(theta))
+    v_max += v_bound
+    if cur_dtype == np.float32 and v_max < FLOAT32_EXACT_LIMIT:
+        return np.dtype(np.float32)
+    if v_max < FLOAT64_EXACT_LIMIT:
+        return np.dtype(np.float64)
+    return np.dtype(np.int64)
+
+
+def compile_net(net: IntNet, precision: str = "auto", synapse: str = "dense") -> list[LayerPlan]:
+    """Check shapes and exactness bounds once and build the per-layer GEMM plans (`synapse`: how the
+    spike-driven currents are computed, numpy_synapse.SynapsePlan; the input-driven ones are always dense).
+    Also proves each IF layer's membrane dtype for the layer-major loop (LayerPlan.mem_dtype)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     integer = net.mode == "int"
@@ -132,10 +157,11 @@ def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
                 raise ValueError(f"layer {layer.name}: input current not exact in float64")
             if not np.array_equal(bias, np.rint(bias)):
                 raise ValueError(f"layer {layer.name}: non-integer bias in integer mode")
+            v_bound = bound + (const_bound + float(np.abs(bias).max(initial=0.0)) if input_syns else 0.0)
         lp = LayerPlan(layer=layer, shape=channel_last(tuple(layer.shape)), dtype=dtype, depth=int(layer.depth),
                        max_spikes=m)
         for s in spike_syns:
-            plan = SynapsePlan(s, shapes[s.source], dtype)
+            plan = SynapsePlan(s, shapes[s.source], dtype, synapse)
             _check_out(layer, s.source, plan.out_shape)
             lp.spiking.append((plan, s.source, int(s.delay) + (s.pool is not None)))  # a pool stage: one step
         for s in input_syns:
@@ -152,6 +178,8 @@ def compile_net(net: IntNet, precision: str = "auto") -> list[LayerPlan]:
         elif integer:
             lp.threshold = _integral(layer.threshold, f"layer {layer.name} threshold")
             lp.v_init = _v_init(layer, integer)
+            lp.mem_dtype = membrane_dtype(dtype, v_bound, lp.v_init, lp.threshold,
+                                          net.profile.membrane_bits)
         else:
             lp.threshold, lp.v_init = float(layer.threshold), _v_init(layer, integer)
         shapes[layer.name] = tuple(layer.shape)
@@ -232,6 +260,7 @@ def simulate(
     precision: str = "auto",
     pre_steps: int = 0,
     order: str = "layer",
+    synapse: str = DEFAULT_SYNAPSE,
 ) -> SimResult:
     """Simulate `images01` ([N, C, H, W] in [0, 1]) for max(Ts) steps; counts and logits at every T in Ts.
 
@@ -239,6 +268,9 @@ def simulate(
     pre_steps=ρ > 0: two-phase inference (qcfs.semantics.offset_restart), layer-synchronous timing only (it runs
     the step-major loop: the restart after ρ steps couples all layers at one step).
     order ("layer" | "step"): how sync timing walks the (layer, step) grid; both give identical integers.
+    synapse ("auto" | "dense" | "sparse"): how spike-driven currents are computed (numpy_synapse.SynapsePlan:
+    im2col + GEMM, event-driven CSR, or per call whichever is faster for the input's spike density); all three
+    give identical integers.
     """
     Ts = sorted({int(t) for t in Ts})
     if not Ts or Ts[0] < 1:
@@ -251,12 +283,14 @@ def simulate(
         raise ValueError("pre_steps must be >= 0 and needs timing='sync'")
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if synapse not in SYNAPSE_MODES:
+        raise ValueError(f"synapse must be one of {SYNAPSE_MODES}, got {synapse!r}")
     images01 = np.asarray(images01)
     if images01.ndim == 3:
         images01 = images01[:, None]
     if tuple(images01.shape[1:]) != tuple(net.input.shape):
         raise ValueError(f"images have shape {images01.shape[1:]}, the network expects {tuple(net.input.shape)}")
-    plans = compile_net(net, precision)
+    plans = compile_net(net, precision, synapse)
     if timing == "pipelined":
         check_depths(plans)
     integer = net.mode == "int"
@@ -387,7 +421,6 @@ def _run_layer_major(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: 
     """Sync timing, one layer at a time over all T steps. Spike maps are time-major, [T·B, ...] (row
     t·B + i is sample i at step t+1), so a synapse plan sees a block of steps as one batch of samples."""
     b, T = len(x), ctx.Ts[-1]
-    mem_dtype = np.int64 if ctx.integer else np.float64
     last_use = {src: i for i, lp in enumerate(ctx.plans) for _, src, _ in lp.spiking}
     spikes: dict[str, np.ndarray] = {}
     running: dict[str, np.ndarray] = {}  # layer -> int64 [T, B] spike counts up to each step
@@ -399,9 +432,10 @@ def _run_layer_major(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: 
         if lp.is_readout:
             total = np.zeros((T, b, *lp.shape), dtype=ctx.acc_dtype)
         else:
+            mem_dtype = lp.mem_dtype if ctx.integer else np.dtype(np.float64)
             v = np.empty((b, *lp.shape), dtype=mem_dtype)
             v[...] = lp.v_init
-            scratch = np.empty_like(v)
+            const_v = None if const is None else const.astype(mem_dtype).reshape(-1)  # exact: membrane_dtype
             s = np.empty((T, b, *lp.shape), dtype=spike_dtype(lp.max_spikes))
         for t0 in range(0, T, tc):
             t1 = min(T, t0 + tc)
@@ -412,12 +446,9 @@ def _run_layer_major(ctx: _Context, x: np.ndarray, want_raster: bool):  # type: 
                 if cur is not None:
                     _integrate(total[t0:t1], cur)
                 continue
-            for t in range(t0, t1):  # the only per-step work: the IF recurrence, elementwise
-                if cur is not None:
-                    _integrate(v, cur[t - t0], scratch)
-                if const is not None:
-                    v += const
-                fire(v, lp.threshold, ctx.limits, s[t], lp.max_spikes)
+            # the only per-step work: the IF recurrence, elementwise, one cache-sized membrane slice at a time
+            if_block(v.reshape(-1), None if cur is None else cur.reshape(t1 - t0, -1), const_v, lp.threshold,
+                     ctx.limits, s[t0:t1].reshape(t1 - t0, -1), lp.max_spikes)
         for plan, _, _ in lp.spiking:
             plan.release()  # block-sized scratch: not kept for the next layer
         for src in [name for name, last in last_use.items() if last == i]:

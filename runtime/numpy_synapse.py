@@ -12,6 +12,10 @@ order) is bounded by max over outputs of Σ|w|·x_max. Below 2^24 float32 repres
 below 2^53 float64 does (`exact_bound`). Spike sources have x_max = 1 (or s² after sum-pooling, which
 leaves the bound Σ|w|·x_max unchanged); a synapse with a separate pooling stage (Synapse.pool) reads window
 sums, x_max = kh·kw.
+
+Spike-driven path: the same plan can instead accumulate only the weight rows of the nonzero inputs
+(numpy_sparse, scipy CSR), per call when the input is sparse enough (synapse_choice); same weights, same
+dtype, same bound, so the same integers.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from qcfs.intnet import SumPool, Synapse
+from qcfs.runtime.numpy_sparse import sparse_conv_current, sparse_dense_current
+from qcfs.runtime.synapse_choice import MODES, crossover
 
 FLOAT32_EXACT_LIMIT = 2**24
 FLOAT64_EXACT_LIMIT = 2**53
 CHUNK_BYTES = 8 << 20  # im2col chunk: big enough for efficient GEMMs, small enough to stay near cache
 BOUND_CHUNK_ELEMS = 1 << 22  # exact_bound's |w| temporaries: 32 MB, not a copy of a 3 GB FC weight
 POOL_FACTORING = True  # benchmarks switch it off to measure what it saves
+SPARSE_WEIGHT_BYTES = 256 << 20  # dense weights up to this get the sparse path's second (row-major) copy
 
 
 def channel_last(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -71,11 +78,20 @@ def _pool_factor(weight: np.ndarray, syn: Synapse, h: int, w: int) -> np.ndarray
 
 
 class SynapsePlan:
-    """Computes one synapse's current for a batch: `plan(src) -> [B, Ho, Wo, C_out] or [B, n_out]`."""
+    """Computes one synapse's current for a batch: `plan(src) -> [B, Ho, Wo, C_out] or [B, n_out]`.
 
-    def __init__(self, syn: Synapse, src_shape: tuple[int, ...], dtype: np.dtype) -> None:
+    synapse (synapse_choice.MODES): "dense" = im2col + GEMM; "sparse" = spike-driven CSR @ W (numpy_sparse)
+    where the stage supports it (groups = 1, dense weights ≤ SPARSE_WEIGHT_BYTES); "auto" = sparse below the
+    crossover density measured for this shape (synapse_choice). All three give identical integers."""
+
+    def __init__(self, syn: Synapse, src_shape: tuple[int, ...], dtype: np.dtype, synapse: str = "dense") -> None:
+        if synapse not in MODES:
+            raise ValueError(f"synapse must be one of {MODES}, got {synapse!r}")
         self.kind = syn.kind
         self.dtype = np.dtype(dtype)
+        self.synapse = synapse
+        self._crossover: float | None = None
+        self._w_rows: np.ndarray | None = None
         self._pad_buf: np.ndarray | None = None
         self._bufs: dict[tuple, np.ndarray] = {}
         self.sum_pool: SumPool | None = syn.pool
@@ -98,6 +114,9 @@ class SynapsePlan:
                 mat[r0 : r0 + rows] = block
             self.wmat = mat.T
             self.out_shape: tuple[int, ...] = (w.shape[0],)
+            self.gemm_in_shape: tuple[int, ...] = (w.shape[1],)  # what the GEMM reads per sample
+            self.macs_per_sample = int(w.shape[0]) * int(w.shape[1])
+            self.sparse_ok = mat.nbytes <= SPARSE_WEIGHT_BYTES  # the sparse path needs a row-major copy
             return
         if len(src_shape) != 3:
             raise ValueError(f"conv synapse from {syn.source!r} needs a C,H,W source, got {src_shape}")
@@ -128,6 +147,9 @@ class SynapsePlan:
         top, left, bottom, right = self.padding
         self.pointwise = kh == kw == 1 and self.stride == (1, 1) and not any(self.padding) and g == 1
         self.padded_hw = (h + top + bottom, wd + left + right)
+        self.gemm_in_shape = (h, wd, c)  # after the factored sum-pool
+        self.macs_per_sample = ho * wo * kh * kw * cg * o
+        self.sparse_ok = g == 1
 
     def release(self) -> None:
         """Drop the scratch arrays (layer-major runs use each plan once per chunk, on T·B samples)."""
@@ -180,14 +202,43 @@ class SynapsePlan:
     def __call__(self, src: np.ndarray) -> np.ndarray:
         if self.sum_pool is not None:
             src = self._window_sums(src)
+        if self.kind == "dense":
+            src = src.reshape(src.shape[0], -1)
+        elif self.pool > 1:
+            src = self._pooled(src)
+        return self._sparse(src) if self._use_sparse(src) else self._dense(src)
+
+    # --- spike-driven path (numpy_sparse) -------------------------------------------------------------
+    def _use_sparse(self, x: np.ndarray) -> bool:
+        """Per call: the mode, or in "auto" this input's density against the measured crossover."""
+        if self.synapse == "dense" or not self.sparse_ok:
+            return False
+        if self.synapse == "sparse":
+            return True
+        if self._crossover is None:
+            key = (self.kind, self.gemm_in_shape, self.wmat.shape, self.dtype.str, x.dtype.str,
+                   getattr(self, "stride", None), getattr(self, "padding", None), getattr(self, "kh", None))
+            self._crossover = crossover(key, self.gemm_in_shape, x.dtype, self.macs_per_sample, self._dense,
+                                        self._sparse)
+        return np.count_nonzero(x) < self._crossover * x.size
+
+    def _sparse(self, x: np.ndarray) -> np.ndarray:
+        if self.kind == "dense":
+            if self._w_rows is None:  # row-major [n_in, n_out]: sparsetools reads weight rows in place
+                self._w_rows = np.ascontiguousarray(self.wmat)
+            return sparse_dense_current(x, self._w_rows)
+        o, ho, wo = self.out_shape
+        out = self._buf("out", (x.shape[0], ho, wo, o))
+        return sparse_conv_current(x, self.wmat[0], self.kh, self.kw, self.stride, self.padding, out)
+
+    # --- im2col + GEMM ---------------------------------------------------------------------------------
+    def _dense(self, src: np.ndarray) -> np.ndarray:
         b = src.shape[0]
         if self.kind == "dense":
-            x = src.reshape(b, -1)
+            x = src
             if x.dtype != self.dtype:
                 x = x.astype(self.dtype)
             return x @ self.wmat
-        if self.pool > 1:
-            src = self._pooled(src)
         o, ho, wo = self.out_shape
         if self.pointwise:
             x = src.reshape(-1, src.shape[-1])
