@@ -22,7 +22,7 @@ Data flow behind it (one sub-package per stage):
     qcfs.runtime    NumPy reference runtime, torch, onnxruntime and Lava backends
     qcfs.report     tables, plots, energy estimates
 Shared contracts live in this package: `semantics` (the SNN's meaning), `intnet` (the file every backend
-reads), `data` (datasets, NumPy only), `errors` (one-line user errors). Importing qcfs imports neither torch
+reads), `data` (datasets: loaders, download, ImageNet trees, subsets; NumPy only), `errors` (one-line user errors). Importing qcfs imports neither torch
 nor onnxruntime; they load when a function needs them.
 """
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from qcfs.data.samples import ArraySource, SampleSource
 from qcfs.intnet import IntNet
 from qcfs.runtime.result import SimResult, concat_results
-from qcfs.samples import ArraySource, SampleSource
 from qcfs.simulate import SimOptions, run_backend
 
 DEFAULT_SHARD = 256  # samples per shard of a lazily read split (ImageNet: 154 MB of float32 input)

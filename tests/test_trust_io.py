@@ -289,7 +289,7 @@ def test_normalize_on_an_intnet_refused_when_it_saturates(work: Path, capsys) ->
 
 # --- class 10: representative subsets -------------------------------------------------------------------
 def test_subset_indices_spread_and_prefix() -> None:
-    from qcfs.subset import subset_indices
+    from qcfs.data.subset import subset_indices
 
     labels = np.repeat(np.arange(10), 1000)  # a class-sorted set, as an ImageFolder copy of CIFAR-10
     spread = subset_indices(len(labels), 50, "spread")
@@ -302,7 +302,7 @@ def test_subset_indices_spread_and_prefix() -> None:
 
 
 def test_run_records_the_subset(work: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from qcfs.subset import subset_indices
+    from qcfs.data.subset import subset_indices
 
     docs = {}
     for rule in ("spread", "prefix"):

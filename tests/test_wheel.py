@@ -21,8 +21,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIP = (".venv", ".git", "out", "build", "data", ".cache", "*.egg-info", "__pycache__", ".whl", ".gl",
+SKIP = (".venv", ".git", "out", "build", ".cache", "*.egg-info", "__pycache__", ".whl", ".gl",
         ".hypothesis", ".pytest_cache")
+ROOT_ONLY = ("data",)  # the checkout's dataset folder, not the qcfs.data package
+
+
+def _ignore(folder: str, names: list[str]) -> set[str]:
+    skipped = set(shutil.ignore_patterns(*SKIP)(folder, names))
+    return skipped | (set(ROOT_ONLY) & set(names) if Path(folder) == ROOT else set())
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
@@ -36,7 +42,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with qcfs installed from a wheel built from a copy of this tree; returns its bin/."""
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*SKIP))
+    shutil.copytree(ROOT, src, ignore=_ignore)
     # build with this environment's setuptools when it has one (no download); else pip's isolated build env
     isolation = ["--no-build-isolation"] if _has("setuptools") else []  # setuptools >= 70.1 writes wheels itself
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-w", str(tmp / "dist"), str(src)])

@@ -44,7 +44,7 @@ from qcfs import safe_io
 from qcfs.data import DATASETS
 from qcfs.cli import OneLineParser
 from qcfs.cli.values import MAX_TIMEOUT_S, number
-from qcfs.subset import RULES as SUBSET_RULES
+from qcfs.data.subset import RULES as SUBSET_RULES
 from qcfs.errors import QCFSError, cli_entry
 from qcfs.evaluate import DEFAULT_SHARD, SHARDS_PER_WORKER
 
@@ -280,11 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args)
     check_outputs(args, args.model)  # before a download, so a bad output path costs no transfer
-    from qcfs.download import requested_data_dir
+    from qcfs.data.download import requested_data_dir
 
     args.data_dir = requested_data_dir(args.dataset, args.data_dir, args.download, progress=not args.no_progress)
     from qcfs.defaults import default_model
-    from qcfs.samples import SplitSpec, data_dir_str, open_split
+    from qcfs.data.samples import SplitSpec, data_dir_str, open_split
 
     check_outputs(args, args.model)  # again: the data folder may only now be known (--download's default)
     from qcfs.report.lava_json import load_lava_json
@@ -297,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     if tuple(source.shape) != tuple(net.input.shape):
         raise QCFSError(f"{model}: expects input {tuple(net.input.shape)}, {args.dataset} has {tuple(source.shape)}")
     if args.dataset == "imagenet":
-        from qcfs.imagenet import check_class_count
+        from qcfs.data.imagenet import check_class_count
 
         check_class_count(source, net.num_classes, str(model))
-    from qcfs.subset import describe, subset_indices
+    from qcfs.data.subset import describe, subset_indices
 
     subset = describe(len(source.labels), args.limit, args.subset)
     idx = subset_indices(len(source.labels), args.limit, args.subset)
@@ -364,7 +364,7 @@ class Execution:
 def execution(args: argparse.Namespace, source, n: int):  # type: ignore[no-untyped-def]
     """A Dask client for --workers/--scheduler, else none (this process; Dask is not even imported)."""
     if not (args.workers or args.scheduler):
-        from qcfs.samples import ArraySource
+        from qcfs.data.samples import ArraySource
 
         lazy = not isinstance(source, ArraySource)
         yield Execution(None, 1, args.shard_size or (DEFAULT_SHARD if lazy else None))
