@@ -268,9 +268,11 @@ def test_resume_with_another_architecture(tmp_path: Path, capsys, no_training) -
 def test_normalize_recomputes_the_input_scale(work: Path) -> None:
     from qcfs.toolchain.passes.quantize import input_scale
 
-    plain, _ = run_cli.load_network(work / "m.onnx", None)
+    import qcfs
+
+    plain = qcfs.load(work / "m.onnx").intnet
     mean, std = (0.9,), (0.05,)
-    net, canon = run_cli.load_network(work / "m.onnx", None, (mean, std))
+    net = qcfs.load(work / "m.onnx", normalize=(mean, std)).intnet
     want = input_scale(np.asarray(mean), np.asarray(std), net.input.bits)
     assert net.input.mean == mean and net.input.std == std
     assert net.input.scale == pytest.approx(want) and net.input.scale != pytest.approx(plain.input.scale)
