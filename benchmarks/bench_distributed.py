@@ -65,9 +65,9 @@ def main() -> int:
     from qcfs import pipeline
     from qcfs.distributed import connect, evaluate_on_dask
     from qcfs.evaluate import cluster_shard_size, evaluate_local
-    from qcfs.samples import SplitSpec, open_split
+    from qcfs.data.samples import SplitSpec, open_split
     from qcfs.simulate import SimOptions
-    from qcfs.subset import subset_indices
+    from qcfs.data.subset import subset_indices
 
     data_dir = os.environ.get("QCFS_CIFAR10_DIR")
     if not data_dir:

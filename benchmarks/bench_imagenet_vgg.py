@@ -144,7 +144,7 @@ def decode_point(n: int = 16) -> dict:
 
     from PIL import Image
 
-    from qcfs.imagenet import eval_image
+    from qcfs.data.imagenet import eval_image
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,14 +1,14 @@
-"""ImageNet training data: torch Datasets over `qcfs.imagenet.scan` trees, decoded with Pillow in DataLoader
+"""ImageNet training data: torch Datasets over `qcfs.data.imagenet.scan` trees, decoded with Pillow in DataLoader
 workers one image at a time (the train split is 140 GB of JPEGs: never all in memory).
 
 Training transform: torchvision's RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3)) with bilinear
 resizing, then RandomHorizontalFlip(0.5), then normalization. Written here with Pillow because torchvision
 cannot be installed beside the pinned CPU torch (its PyPI wheel does not import with it; see
-qcfs/image_folder.py). The crop parameters follow torchvision's sampling algorithm step by step, fallback
+qcfs/data/image_folder.py). The crop parameters follow torchvision's sampling algorithm step by step, fallback
 included; the random numbers come from a generator seeded by (seed, epoch, sample index), so an image's
 augmentation depends on nothing else: not on the worker, the rank, the world size or the batch.
 
-Evaluation: `qcfs.imagenet.eval_image` (shorter side 256, centre crop 224) at the standard size 224; at another
+Evaluation: `qcfs.data.imagenet.eval_image` (shorter side 256, centre crop 224) at the standard size 224; at another
 `--image-size S` (tests, small experiments) the same transform scaled, shorter side round(S·256/224), crop S.
 """
 
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from qcfs.imagenet import CROP, EVAL_RESIZE, NAME, eval_image, scan
-from qcfs.image_folder import labels_of, open_rgb
+from qcfs.data.imagenet import CROP, EVAL_RESIZE, NAME, eval_image, scan
+from qcfs.data.image_folder import labels_of, open_rgb
 
 SCALE = (0.08, 1.0)
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -75,7 +75,7 @@ def train_image(path: Path, size: int, g: torch.Generator) -> np.ndarray:
 
 
 def eval_image_sized(path: Path, size: int) -> np.ndarray:
-    """The evaluation transform at `size` (qcfs.imagenet.eval_image itself at the standard 224)."""
+    """The evaluation transform at `size` (qcfs.data.imagenet.eval_image itself at the standard 224)."""
     if size == CROP:
         return eval_image(path)
     from PIL import Image

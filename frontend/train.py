@@ -185,7 +185,7 @@ class ImageNetData:
         import os
 
         from qcfs.frontend.imagenet_train import EvalFolder, TrainFolder
-        from qcfs.imagenet import classes
+        from qcfs.data.imagenet import classes
 
         self.cfg, self.device, self.ctx = cfg, device, ctx
         self.size = cfg.image_size or info.shape[1]

@@ -7,7 +7,7 @@ Public API (stable; everything else is internal and may change):
     res = net.simulate(images, T=[1, 2, 4])       # qcfs.SimResult: logits[T], spikes[T][layer], accuracy(labels)
     net.save("model.nir")                         # intnet | lava | netx | nir | snn-onnx | onnx
 
-    qcfs.load(path)            any model file -> Network
+    qcfs.load(path)            any model file -> Network (mode=, normalize= as qcfs-run --mode/--normalize)
     qcfs.train(...)            train a zoo model with QCFS activations -> checkpoint path
     qcfs.Network               calibrate(images, target_T=, method=), simulate, metrics, ann_logits, save
     qcfs.SimResult             what every backend returns
@@ -22,8 +22,9 @@ Data flow behind it (one sub-package per stage):
     qcfs.runtime    NumPy reference runtime, torch, onnxruntime and Lava backends
     qcfs.report     tables, plots, energy estimates
 Shared contracts live in this package: `semantics` (the SNN's meaning), `intnet` (the file every backend
-reads), `data` (datasets, NumPy only), `errors` (one-line user errors). Importing qcfs imports neither torch
-nor onnxruntime; they load when a function needs them.
+reads), `data` (datasets: loaders, download, ImageNet trees, subsets; NumPy only), `errors` (one-line user
+errors). The CLIs (`qcfs.cli`) only parse arguments and print; the work is done here and in the stages.
+Importing qcfs imports neither torch nor onnxruntime; they load when a function needs them.
 """
 
 from __future__ import annotations

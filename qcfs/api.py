@@ -189,17 +189,35 @@ def convert(model: Any, example_input: Any = None, *, mode: str = "int", weight_
     return Network(intnet=intnet, canonical_onnx=canon, source=source)
 
 
-def load(path: str | Path) -> Network:
-    """Read any model file: an exported network (.intnet.npz, .lava.npz, .snn.onnx, .net.h5, .nir) as it is,
-    a checkpoint or ONNX file converted in integer mode (as `qcfs-run --model` does)."""
+def load(path: str | Path, *, mode: str | None = None,
+         normalize: tuple[Sequence[float], Sequence[float]] | None = None) -> Network:
+    """Read any model file, as `qcfs-run --model` does: an exported network (.intnet.npz, .lava.npz, .snn.onnx,
+    .net.h5, .nir) as it is, a checkpoint or ONNX file converted (mode "int" unless `mode` says "float").
+
+    mode: None keeps an exported network's own mode; another mode than the file's is refused (it needs the
+    ONNX or checkpoint). normalize=(mean, std) replaces the input normalization (qcfs-run --normalize): in
+    the ONNX before conversion, so the 8-bit input scale is recomputed for the new range; an exported network
+    keeps its scale, refused if a pixel would saturate it."""
     from qcfs import pipeline
     from qcfs.safe_io import safe_model_input
 
     p = safe_model_input(path)
     kind = pipeline.model_kind(p)
     if kind in pipeline.EXPORTED:
-        return Network(intnet=pipeline.load_exported(p, kind), source=str(p))
-    return convert(p)
+        intnet = pipeline.load_exported(p, kind)
+        if mode is not None and mode != intnet.mode:
+            raise QCFSError(f"{p}: is a {intnet.mode}-mode IntNet; --mode {mode} needs the ONNX or checkpoint")
+        if normalize is not None:
+            from qcfs.toolchain.renormalize import renormalized
+
+            intnet = renormalized(intnet, *_mean_std(normalize), str(p))
+        return Network(intnet=intnet, source=str(p))
+    canon = pipeline.canonical_onnx(p)
+    if normalize is not None:
+        from qcfs.toolchain.renormalize import with_normalization
+
+        canon = with_normalization(canon, *_mean_std(normalize))
+    return Network(intnet=pipeline.to_intnet(canon, mode=mode or "int"), canonical_onnx=canon, source=str(p))
 
 
 def train(model: str = "cnn", dataset: str = "digits", output: str | Path = "model.pt", *, log: Any = None,
@@ -305,6 +323,11 @@ def _format_from_suffix(path: Path) -> str:
         if path.name.endswith(suffix):
             return fmt
     raise QCFSError(f"{path}: cannot tell the format from the name; pass format= one of {', '.join(SAVE_FORMATS)}")
+
+
+def _mean_std(normalize: tuple[Sequence[float], Sequence[float]]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean, std = normalize
+    return tuple(map(float, mean)), tuple(map(float, std))
 
 
 def _time_steps(T: int | Iterable[int]) -> list[int]:

@@ -121,3 +121,22 @@ def check_budget(est: Estimate, what: str, max_hours: float = DEFAULT_MAX_HOURS)
     if mem is not None and est.bytes > 0.9 * mem:
         raise QCFSError(f"{what}: would need {est.describe()}, more than this machine's {_size(mem)}; "
                         "use a smaller --T, --batch or --limit")
+
+
+LONG_RUN_S = 600.0  # a run estimated to take longer is announced before it starts
+
+
+def check_run(net: IntNet, n: int, Ts: list[int], batch: int, backend: str, *, device: str | None = None,
+              raster_neurons: int = 0, workers: int = 1, resident: int | None = None,
+              max_hours: float = DEFAULT_MAX_HOURS) -> str | None:
+    """Refuse (one line) a `qcfs-run` that surely cannot finish in `max_hours` or fit in memory; return a
+    notice to print when it will be long (else None). With W Dask workers the time is that of n/W samples
+    (perfect scaling: the estimate stays optimistic)."""
+    key = backend if backend != "torch" else f"torch-{device or 'cpu'}"
+    est = estimate(net, n, Ts, batch, key, raster_neurons=raster_neurons, resident=resident)
+    if workers > 1:
+        est = Estimate(est.seconds / workers, est.bytes)
+    what = f"--T {max(Ts)} on {n} samples with --batch {batch} ({backend}"
+    what += f", {workers} workers)" if workers > 1 else ")"
+    check_budget(est, what, max_hours)
+    return f"{what} will take {est.describe()}" if est.seconds > LONG_RUN_S else None

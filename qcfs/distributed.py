@@ -2,7 +2,7 @@
 
 The client splits the sample list into consecutive shards (qcfs.evaluate), scatters the network and the ANN
 once to every worker (`Client.scatter(..., broadcast=True)`: never pickled per task), and submits one task per
-shard. A worker opens the split itself (qcfs.samples.open_split, once per worker process: the data directory
+shard. A worker opens the split itself (qcfs.data.samples.open_split, once per worker process: the data directory
 must be visible at the same path, as on any shared file system) and returns integer counts and logits. The
 client merges the shards in sample order, so the merged results equal a single-process run bit for bit. A
 worker that dies mid-shard is replaced by its nanny and Dask reruns the lost shard elsewhere (the scheduler's
@@ -24,10 +24,10 @@ import numpy as np
 from tqdm import tqdm
 
 from qcfs import safe_io
+from qcfs.data.samples import SampleSource, SplitSpec, open_split
 from qcfs.errors import BackendError, QCFSError
 from qcfs.evaluate import Evaluation, ShardResult, merge, run_shard, shard_slices
 from qcfs.intnet import IntNet
-from qcfs.samples import SampleSource, SplitSpec, open_split
 from qcfs.simulate import SimOptions
 
 _OPEN: dict[SplitSpec, SampleSource] = {}  # per worker process: each split is opened (decoded) once

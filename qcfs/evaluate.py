@@ -4,21 +4,24 @@ checkpoint models, the ANN on onnxruntime over exactly the same samples.
 Why shards: a split read lazily (ImageNet) is decoded one shard at a time, and Dask (qcfs.distributed) hands
 the same shards to its workers. Shards are consecutive slices of the sample list, each shard's result is
 computed from its own samples only, and `concat_results` puts them back in sample order, so any sharding
-gives the integers of one unsharded run.
+gives the integers of one unsharded run. `execution` decides once per run where the shards go (this process or
+a Dask cluster) and `evaluate` runs them there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
+from qcfs.data.samples import ArraySource, SampleSource, SplitSpec
 from qcfs.intnet import IntNet
 from qcfs.runtime.result import SimResult, concat_results
-from qcfs.samples import ArraySource, SampleSource
 from qcfs.simulate import SimOptions, run_backend
 
 DEFAULT_SHARD = 256  # samples per shard of a lazily read split (ImageNet: 154 MB of float32 input)
@@ -107,3 +110,39 @@ def evaluate_local(net: IntNet, canon_bytes: bytes | None, source: SampleSource,
              for s in tqdm(slices, desc="shards", unit="shard", disable=not opts.progress, leave=False)]
     result, hits = merge(parts)
     return Evaluation(result, hits, len(parts))
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where a run's shards go: a Dask client (None: this process), its worker count, and the samples per
+    shard (None: an in-memory split at once), decided once for the run, its budget and its report."""
+
+    client: Any
+    workers: int
+    shard: int | None
+
+
+@contextlib.contextmanager
+def execution(source: SampleSource, n: int, *, workers: int | None = None, scheduler: str | None = None,
+              shard_size: int | None = None) -> Iterator[Execution]:
+    """A Dask client for `workers` (a new local cluster) or `scheduler` (an existing one), else none: this
+    process, and Dask is not even imported. `n`: the samples of the run (they size a cluster's shards)."""
+    if not (workers or scheduler):
+        lazy = not isinstance(source, ArraySource)
+        yield Execution(None, 1, shard_size or (DEFAULT_SHARD if lazy else None))
+        return
+    from qcfs.distributed import connect, worker_count
+
+    with connect(workers, scheduler) as client:
+        count = worker_count(client)
+        yield Execution(client, count, shard_size or cluster_shard_size(n, count))
+
+
+def evaluate(ex: Execution, net: IntNet, canon_bytes: bytes | None, source: SampleSource, spec: SplitSpec,
+             indices: np.ndarray, opts: SimOptions) -> Evaluation:
+    """The SNN (and the ANN, when there is one) on the samples `indices`: here, or sharded over Dask."""
+    if ex.client is None:
+        return evaluate_local(net, canon_bytes, source, indices, opts, ex.shard)
+    from qcfs.distributed import evaluate_on_dask
+
+    return evaluate_on_dask(ex.client, net, canon_bytes, spec, indices, opts, ex.shard)

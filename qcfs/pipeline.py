@@ -1,5 +1,6 @@
-"""Glue for the CLIs: recognise a model file and carry it down the pipeline
-checkpoint -> ONNX -> canonical ONNX -> IntNet -> (Lava files). Each stage lives in its own package."""
+"""Model files, behind the API (qcfs.api.load / convert) and `qcfs-export`: recognise a model file and carry it
+down the pipeline checkpoint -> ONNX -> canonical ONNX -> IntNet -> (exported files), with the temporary files
+that takes and errors that name the user's file. Each stage lives in its own package; internal (not public)."""
 
 from __future__ import annotations
 

@@ -42,6 +42,17 @@ class SimOptions:
         return replace(self, progress=False)
 
 
+def model_file_options(model: Path) -> dict[str, str | None]:
+    """The SimOptions fields that make a backend read the model file itself when it is one that backend runs
+    (.lava.npz: lava, .snn.onnx: ort, .net.h5: netx) instead of exporting the IntNet on the fly."""
+    from qcfs.pipeline import model_kind
+
+    kind = model_kind(model)
+    return {"lava_file": str(model) if kind == "lava" else None,
+            "snn_onnx_file": str(model) if kind == "snn-onnx" else None,
+            "netx_file": str(model) if kind == "netx" else None}
+
+
 def run_backend(net: IntNet, images01: np.ndarray, opts: SimOptions) -> SimResult:
     """Simulate `images01` ([N, C, H, W] in [0, 1]) on the chosen backend."""
     Ts = list(opts.Ts)

@@ -89,6 +89,30 @@ def test_save_load_round_trip(user_net: qcfs.Network, digits_test, tmp_path: Pat
         back.save(path)
 
 
+def test_load_mode_and_normalize_as_qcfs_run(user_net: qcfs.Network, digits_test, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    """qcfs.load(path, mode=, normalize=) is what `qcfs-run --model --mode --normalize` runs: same counts, and
+    the same one-line refusal for a mode the exported file does not hold."""
+    images = digits_test[0][:16]
+    onnx_path = user_net.save(tmp_path / "tiny.onnx")
+    mean_std = ((0.25,), (0.5,))
+    net = qcfs.load(onnx_path, mode="float", normalize=mean_std)
+    assert net.mode == "float" and net.intnet.input.mean == (0.25,) and net.intnet.input.std == (0.5,)
+    counts = tmp_path / "counts.npz"
+    assert run_cli.main(["--model", str(onnx_path), "--dataset", "digits", "--T", "2", "--mode", "float",
+                         "--normalize", "0.25,0.5", "--limit", "16", "--subset", "prefix", "--counts", str(counts),
+                         "--no-progress"]) == 0
+    cli, api = dict(np.load(counts)), net.simulate(images, T=[2]).counts_arrays()
+    assert sorted(cli) == sorted(api) and all(np.array_equal(cli[k], api[k]) for k in api)
+    intnet_path = user_net.save(tmp_path / "tiny.intnet.npz")
+    with pytest.raises(qcfs.QCFSError) as info:
+        qcfs.load(intnet_path, mode="float")
+    capsys.readouterr()
+    assert run_cli.main(["--model", str(intnet_path), "--dataset", "digits", "--mode", "float"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"qcfs-run: error: {info.value}\n" and "is a int-mode IntNet" in err, err
+
+
 def test_calibrate_equals_export_cli(tmp_path: Path) -> None:
     from qcfs.toolchain.snn_calib.sampling import calibration_images01
 

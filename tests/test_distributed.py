@@ -138,7 +138,7 @@ def test_chunked_lazy_source_equals_one_shot() -> None:
     from qcfs.defaults import default_model
     from qcfs.evaluate import evaluate_local
     from qcfs.pipeline import canonical_onnx, to_intnet
-    from qcfs.samples import ArraySource
+    from qcfs.data.samples import ArraySource
     from qcfs.simulate import SimOptions
 
     class Lazy:  # a SampleSource that is not an ArraySource: decodes on demand

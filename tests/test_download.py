@@ -31,7 +31,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from qcfs import download
+from qcfs.data import download
 from qcfs.data import load_split
 from qcfs.errors import DatasetError
 

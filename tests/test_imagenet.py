@@ -1,4 +1,4 @@
-"""qcfs.imagenet / qcfs.samples.open_split on a tiny generated ImageFolder tree (Pillow JPEGs of random sizes):
+"""qcfs.data.imagenet / qcfs.data.samples.open_split on a tiny generated ImageFolder tree (Pillow JPEGs of random sizes):
 label order, the eval transform against an independent Resize(256)+CenterCrop(224) reference, and one-line
 DatasetErrors for every broken tree."""
 
@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from qcfs.errors import DatasetError
-from qcfs.imagenet import ImageNetSource, classes, eval_image
-from qcfs.samples import SampleSource, SplitSpec, open_split
+from qcfs.data.imagenet import ImageNetSource, classes, eval_image
+from qcfs.data.samples import SampleSource, SplitSpec, open_split
 
 CLASSES = ["n01440764", "n01443537", "n02102040"]  # deliberately given unsorted below
 

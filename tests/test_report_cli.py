@@ -102,7 +102,7 @@ def _onnxruntime_accuracy(checkpoint: Path, tmp: Path, limit: int) -> float:
 
     path = export_checkpoint(checkpoint, tmp / "plain.onnx")
     images, labels = load_split("digits", "test")
-    from qcfs.subset import subset_indices
+    from qcfs.data.subset import subset_indices
 
     idx = subset_indices(len(labels), limit)
     images, labels = images[idx], labels[idx]

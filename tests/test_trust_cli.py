@@ -273,7 +273,7 @@ def test_embedded_intnet_errors_never_show_a_buffer() -> None:
 
 
 def test_not_a_tar_download_is_one_line(tmp_path: Path) -> None:
-    from qcfs.download import unpack_tar
+    from qcfs.data.download import unpack_tar
     from qcfs.errors import DatasetError
 
     archive = tmp_path / "cifar-10-python.tar.gz"

@@ -268,9 +268,11 @@ def test_resume_with_another_architecture(tmp_path: Path, capsys, no_training) -
 def test_normalize_recomputes_the_input_scale(work: Path) -> None:
     from qcfs.toolchain.passes.quantize import input_scale
 
-    plain, _ = run_cli.load_network(work / "m.onnx", None)
+    import qcfs
+
+    plain = qcfs.load(work / "m.onnx").intnet
     mean, std = (0.9,), (0.05,)
-    net, canon = run_cli.load_network(work / "m.onnx", None, (mean, std))
+    net = qcfs.load(work / "m.onnx", normalize=(mean, std)).intnet
     want = input_scale(np.asarray(mean), np.asarray(std), net.input.bits)
     assert net.input.mean == mean and net.input.std == std
     assert net.input.scale == pytest.approx(want) and net.input.scale != pytest.approx(plain.input.scale)
@@ -289,7 +291,7 @@ def test_normalize_on_an_intnet_refused_when_it_saturates(work: Path, capsys) ->
 
 # --- class 10: representative subsets -------------------------------------------------------------------
 def test_subset_indices_spread_and_prefix() -> None:
-    from qcfs.subset import subset_indices
+    from qcfs.data.subset import subset_indices
 
     labels = np.repeat(np.arange(10), 1000)  # a class-sorted set, as an ImageFolder copy of CIFAR-10
     spread = subset_indices(len(labels), 50, "spread")
@@ -302,7 +304,7 @@ def test_subset_indices_spread_and_prefix() -> None:
 
 
 def test_run_records_the_subset(work: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from qcfs.subset import subset_indices
+    from qcfs.data.subset import subset_indices
 
     docs = {}
     for rule in ("spread", "prefix"):

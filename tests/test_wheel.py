@@ -2,10 +2,11 @@
 then `qcfs-run --T 4 --dataset digits` finds the shipped model inside the installed package (package data
 `qcfs.models`), not in a checkout.
 
-The fresh venv gets qcfs from the wheel alone (--no-deps); its dependencies come from this test environment's
-site-packages through a .pth line, so the test needs no download of torch and co. (scripts/setup_env.sh
-installs those from the same pyproject.toml). The build runs on a copy of the tree, leaving no build/ or
-*.egg-info in the checkout.
+The fresh venv gets qcfs and its declared dependencies the way a user's `pip install qcfs-*.whl` does (pinned
+by constraints.txt, as scripts/setup_env.sh pins them: the CPU torch wheel, numpy<2), from the configured
+index or the pip cache; nothing is borrowed from this test environment, so a dependency missing from
+pyproject.toml fails here. The build runs on a copy of the tree, leaving no build/ or *.egg-info in the
+checkout.
 """
 
 from __future__ import annotations
@@ -15,14 +16,19 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIP = (".venv", ".git", "out", "build", "data", ".cache", "*.egg-info", "__pycache__", ".whl", ".gl",
+SKIP = (".venv", ".git", "out", "build", ".cache", "*.egg-info", "__pycache__", ".whl", ".gl",
         ".hypothesis", ".pytest_cache")
+ROOT_ONLY = ("data",)  # the checkout's dataset folder, not the qcfs.data package
+
+
+def _ignore(folder: str, names: list[str]) -> set[str]:
+    skipped = set(shutil.ignore_patterns(*SKIP)(folder, names))
+    return skipped | (set(ROOT_ONLY) & set(names) if Path(folder) == ROOT else set())
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
@@ -36,7 +42,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with qcfs installed from a wheel built from a copy of this tree; returns its bin/."""
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*SKIP))
+    shutil.copytree(ROOT, src, ignore=_ignore)
     # build with this environment's setuptools when it has one (no download); else pip's isolated build env
     isolation = ["--no-build-isolation"] if _has("setuptools") else []  # setuptools >= 70.1 writes wheels itself
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-w", str(tmp / "dist"), str(src)])
@@ -45,9 +51,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     vpy = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", str(vpy), "install", "--no-deps", "--no-index", str(wheels[0])])
-    site = Path(_run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
-    (site / "qcfs_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    _run([sys.executable, "-m", "pip", "--python", str(vpy), "--disable-pip-version-check", "install", "-q",
+          "-c", str(ROOT / "constraints.txt"), str(wheels[0])])
     return venv / "bin"
 
 

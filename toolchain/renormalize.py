@@ -9,6 +9,8 @@ conversion and the scale is recomputed; an exported IntNet keeps its scale only 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 
@@ -60,6 +62,15 @@ def check_scale_fits(inp, mean: tuple[float, ...], std: tuple[float, ...], where
                         f"the fixed {inp.bits}-bit scale {float(inp.scale):.6g} (range ±{hi / float(inp.scale):.4g}), "
                         "so pixels would saturate; pass the ONNX or checkpoint instead (the scale is then "
                         "recomputed) or export again with the new normalization")
+
+
+def renormalized(net, mean: tuple[float, ...], std: tuple[float, ...], where: str):  # type: ignore[no-untyped-def]
+    """An exported IntNet with a new input normalization: its input scale was fixed at export, so it is kept
+    only if no pixel of the new normalization saturates the quantized input (else one-line refusal: re-export
+    from the ONNX or checkpoint)."""
+    mean, std = broadcast_channels(mean, std, net.input.shape[0])
+    check_scale_fits(net.input, mean, std, where)
+    return dataclasses.replace(net, input=dataclasses.replace(net.input, mean=mean, std=std))
 
 
 def pinned_fraction(inp, images: np.ndarray) -> float:  # type: ignore[no-untyped-def]

@@ -29,9 +29,6 @@ running one); the merged results equal a single-process run (README: Running on 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
-import json
 import os
 import shlex
 import sys
@@ -40,24 +37,29 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import qcfs
 from qcfs import safe_io
-from qcfs.data import DATASETS
 from qcfs.cli import OneLineParser
 from qcfs.cli.values import MAX_TIMEOUT_S, number
-from qcfs.subset import RULES as SUBSET_RULES
+from qcfs.data import DATASETS
+from qcfs.data.subset import RULES as SUBSET_RULES
 from qcfs.errors import QCFSError, cli_entry
 from qcfs.evaluate import DEFAULT_SHARD, SHARDS_PER_WORKER
+from qcfs.report.run_report import RASTER_NEURONS
 
 if TYPE_CHECKING:
     import onnx
 
+    from qcfs.data.eval_split import EvalSplit
+    from qcfs.evaluate import Execution
     from qcfs.intnet import IntNet
+    from qcfs.report.run_report import Run
     from qcfs.runtime.result import SimResult
+    from qcfs.simulate import SimOptions
 
 BACKENDS = ("numpy", "torch", "lava", "ort", "netx")
 NETX_SEMANTICS = ("qcfs", "stock")
 DEVICES = ("cpu", "cuda")
-RASTER_NEURONS = 16  # neurons per layer in the report's raster plot (sample 0)
 NORMALIZE_HELP = (
     "input normalization when the model carries none (and overriding it when it does): 'MEAN,STD' for all "
     "channels, or per channel 'M1,M2,M3/S1,S2,S3'; default: the model's, else pixels in [0, 1] as is"
@@ -226,39 +228,7 @@ def command_line(argv: list[str] | None) -> str:
     return shlex.join(["qcfs-run", *(sys.argv[1:] if argv is None else argv)])
 
 
-# --- stages ---------------------------------------------------------------------------------------------
-def load_network(model: Path, mode: str | None, normalize=None):  # type: ignore[no-untyped-def]
-    """(IntNet, canonical ONNX or None) from any accepted model file. `normalize` (from --normalize) is
-    applied where the input scale can follow it: in the ONNX before conversion, so the 8-bit input scale is
-    recomputed for the new range; an exported IntNet keeps its scale, which is refused if it would saturate."""
-    from qcfs import pipeline
-
-    kind = pipeline.model_kind(model)
-    if kind in pipeline.EXPORTED:
-        net = pipeline.load_exported(model, kind)
-        if mode is not None and mode != net.mode:
-            raise QCFSError(f"{model}: is a {net.mode}-mode IntNet; --mode {mode} needs the ONNX or checkpoint")
-        return apply_normalize(net, normalize, model), None
-    canon = pipeline.canonical_onnx(model)
-    if normalize is not None:
-        from qcfs.toolchain.renormalize import with_normalization
-
-        canon = with_normalization(canon, *normalize)
-    return pipeline.to_intnet(canon, mode=mode or "int"), canon
-
-
-def apply_normalize(net, normalize, model: Path | None = None):  # type: ignore[no-untyped-def]
-    """--normalize on an exported IntNet: its input scale was fixed at export; keep it only if no pixel of the
-    new normalization saturates the quantized input (else refuse: re-export from the ONNX or checkpoint)."""
-    if normalize is None:
-        return net
-    from qcfs.toolchain.renormalize import broadcast_channels, check_scale_fits
-
-    mean, std = broadcast_channels(*normalize, net.input.shape[0])
-    check_scale_fits(net.input, mean, std, str(model or "model"))
-    return dataclasses.replace(net, input=dataclasses.replace(net.input, mean=mean, std=std))
-
-
+# --- printing -----------------------------------------------------------------------------------------
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
@@ -280,231 +250,111 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args)
     check_outputs(args, args.model)  # before a download, so a bad output path costs no transfer
-    from qcfs.download import requested_data_dir
+    from qcfs.data.download import requested_data_dir
 
     args.data_dir = requested_data_dir(args.dataset, args.data_dir, args.download, progress=not args.no_progress)
-    from qcfs.defaults import default_model
-    from qcfs.samples import SplitSpec, data_dir_str, open_split
-
     check_outputs(args, args.model)  # again: the data folder may only now be known (--download's default)
+    from qcfs.data.eval_split import open_eval_split
+    from qcfs.defaults import default_model
+    from qcfs.evaluate import evaluate, execution
     from qcfs.report.lava_json import load_lava_json
+    from qcfs.report.run_report import Run
+    from qcfs.run_record import write_outputs
 
     lava_doc = load_lava_json(args.lava_json, args.dataset) if args.lava_json else None
     model = Path(args.model) if args.model else default_model(args.dataset)
-    net, canon = load_network(model, args.mode, args.normalize)
-    spec = SplitSpec(args.dataset, "test", data_dir_str(args.data_dir))
-    source = open_split(spec)
-    if tuple(source.shape) != tuple(net.input.shape):
-        raise QCFSError(f"{model}: expects input {tuple(net.input.shape)}, {args.dataset} has {tuple(source.shape)}")
-    if args.dataset == "imagenet":
-        from qcfs.imagenet import check_class_count
-
-        check_class_count(source, net.num_classes, str(model))
-    from qcfs.subset import describe, subset_indices
-
-    subset = describe(len(source.labels), args.limit, args.subset)
-    idx = subset_indices(len(source.labels), args.limit, args.subset)
-    labels = source.labels[idx]
+    network = qcfs.load(model, mode=args.mode, normalize=args.normalize)
+    net, canon = network.intnet, network.canonical_onnx
+    split = open_eval_split(args.dataset, args.data_dir, input_shape=tuple(net.input.shape),
+                            num_classes=net.num_classes, model=str(model), limit=args.limit, rule=args.subset)
     if args.normalize is not None:
         from qcfs.toolchain.renormalize import PINNED_SAMPLES, pinned_warning
 
-        note = pinned_warning(net.input, source.images(idx[:PINNED_SAMPLES]))
+        note = pinned_warning(net.input, split.source.images(split.indices[:PINNED_SAMPLES]))
         if note:
             print(f"qcfs-run: warning: {note}", file=sys.stderr)
-    opts = sim_options(args, model, RASTER_NEURONS if args.report else 0)
+    opts = sim_options(args, model)
     canon_bytes = canon.SerializeToString() if canon is not None else None
-    with execution(args, source, len(idx)) as ex:
-        check_run_budget(net, len(labels), args, workers=ex.workers, resident=ex.shard)
-        ev = evaluate(ex, net, canon_bytes, source, spec, idx, opts)
-        doc = summarize(args, model, net, ev.result, labels, ev.ann_accuracy(len(labels)), command_line(argv),
+    n = len(split.indices)
+    with execution(split.source, n, workers=args.workers, scheduler=args.scheduler,
+                   shard_size=args.shard_size) as ex:
+        check_run_budget(net, n, args, workers=ex.workers, resident=ex.shard)
+        ev = evaluate(ex, net, canon_bytes, split.source, split.spec, split.indices, opts)
+        doc = summarize(args, model, net, ev.result, split.labels, ev.ann_accuracy(n), command_line(argv),
                         backend=ev.result.backend if args.backend == "netx" else None)
-        doc["subset"] = subset
+        doc["subset"] = split.subset
         if ev.execution:
             doc["execution"] = ev.execution
         try:
-            write_outputs(args, doc, ev.result)
+            write_outputs(doc, ev.result, json_path=args.json, counts_path=args.counts)
             if args.report:
-                main_run = Run(net, ev.result, doc)
-                companion = run_companion(ex, args, main_run, canon, source, spec, idx, opts)
-                paths = write_run_report(args, source.images(idx[:1]), main_run, companion, lava_doc)
+                paths = report(args, ex, split, Run(net, ev.result, doc), canon, opts, lava_doc)
                 print(f"report: {paths[-1]} ({len(paths)} files in {Path(args.report)})")
         except OSError as err:
             raise QCFSError(f"cannot write results: {err}") from None
     return 0
 
 
-def sim_options(args: argparse.Namespace, model: Path, raster_neurons: int):  # type: ignore[no-untyped-def]
+def sim_options(args: argparse.Namespace, model: Path) -> SimOptions:
     """The backend options of this run. A model file the backend reads itself (.lava.npz, .snn.onnx, .net.h5)
     runs as exported, unless --normalize changed the input spec it was exported with."""
-    from qcfs.pipeline import model_kind
-    from qcfs.simulate import SimOptions
+    from qcfs.simulate import SimOptions, model_file_options
 
-    kind = model_kind(model)
-    as_is = args.normalize is None
+    files = model_file_options(model) if args.normalize is None else {}
     return SimOptions(
         backend=args.backend, Ts=tuple(args.Ts), timing=args.timing, batch=args.batch, device=args.device,
         pre_steps=args.pre_steps, netx_semantics=args.netx_semantics, timeout=args.timeout,
-        progress=not args.no_progress, raster_neurons=raster_neurons,
-        lava_file=str(model) if kind == "lava" and as_is else None,
-        snn_onnx_file=str(model) if kind == "snn-onnx" and as_is else None,
-        netx_file=str(model) if kind == "netx" and as_is else None)
-
-
-@dataclasses.dataclass(frozen=True)
-class Execution:
-    """Where this run's shards go: a Dask client (None: this process), its worker count, and the samples per
-    shard (None: an in-memory split at once), decided once for the run, its budget and its report."""
-
-    client: Any
-    workers: int
-    shard: int | None
-
-
-@contextlib.contextmanager
-def execution(args: argparse.Namespace, source, n: int):  # type: ignore[no-untyped-def]
-    """A Dask client for --workers/--scheduler, else none (this process; Dask is not even imported)."""
-    if not (args.workers or args.scheduler):
-        from qcfs.samples import ArraySource
-
-        lazy = not isinstance(source, ArraySource)
-        yield Execution(None, 1, args.shard_size or (DEFAULT_SHARD if lazy else None))
-        return
-    from qcfs.distributed import connect, worker_count
-    from qcfs.evaluate import cluster_shard_size
-
-    with connect(args.workers, args.scheduler) as client:
-        workers = worker_count(client)
-        yield Execution(client, workers, args.shard_size or cluster_shard_size(n, workers))
-
-
-def evaluate(ex: Execution, net: IntNet, canon_bytes: bytes | None, source, spec,  # type: ignore[no-untyped-def]
-             idx: np.ndarray, opts):  # -> qcfs.evaluate.Evaluation
-    """The SNN (and the ANN, when there is one) on the samples `idx`: here, or sharded over Dask."""
-    if ex.client is None:
-        from qcfs.evaluate import evaluate_local
-
-        return evaluate_local(net, canon_bytes, source, idx, opts, ex.shard)
-    from qcfs.distributed import evaluate_on_dask
-
-    return evaluate_on_dask(ex.client, net, canon_bytes, spec, idx, opts, ex.shard)
+        progress=not args.no_progress, raster_neurons=RASTER_NEURONS if args.report else 0, **files)
 
 
 def check_run_budget(net: IntNet, n: int, args: argparse.Namespace, workers: int = 1,
                      resident: int | None = None) -> None:
-    """Refuse (one line) a run that surely cannot finish in --max-hours or fit in memory; say so when long.
-    With W Dask workers the time is that of n/W samples (perfect scaling: the estimate stays optimistic)."""
-    from qcfs.budget import check_budget, estimate
+    """Refuse (one line, qcfs.budget) a run that surely cannot finish in --max-hours or fit in memory; say so
+    when it will be long."""
+    from qcfs.budget import check_run
 
-    backend = args.backend if args.backend != "torch" else f"torch-{args.device or 'cpu'}"
-    est = estimate(net, n, args.Ts, args.batch, backend, raster_neurons=RASTER_NEURONS if args.report else 0,
-                   resident=resident)
-    if workers > 1:
-        est = dataclasses.replace(est, seconds=est.seconds / workers)
-    what = f"--T {max(args.Ts)} on {n} samples with --batch {args.batch} ({args.backend}"
-    what += f", {workers} workers)" if workers > 1 else ")"
-    check_budget(est, what, args.max_hours)
-    if est.seconds > 600:
-        print(f"qcfs-run: {what} will take {est.describe()}", file=sys.stderr)
+    notice = check_run(net, n, args.Ts, args.batch, args.backend, device=args.device,
+                       raster_neurons=RASTER_NEURONS if args.report else 0, workers=workers, resident=resident,
+                       max_hours=args.max_hours)
+    if notice:
+        print(f"qcfs-run: {notice}", file=sys.stderr)
 
 
 def summarize(args: argparse.Namespace, model: Path, net: IntNet, result: SimResult, labels: np.ndarray,
               ann_acc: float | None, command: str, backend: str | None = None) -> dict[str, Any]:
-    """Print the header and table of one simulation and return its `--json` document."""
-    from qcfs.runtime.metrics import net_stats, per_t_rows
+    """Print the header and table of one simulation and return its `--json` document (qcfs.run_record)."""
+    from qcfs.run_record import calibration_note, run_document, run_rows
 
-    stats = net_stats(net)
-    rows = per_t_rows(result, stats, labels)
+    rows = run_rows(net, result, labels)
     backend = backend or args.backend
     print(f"model {model}  dataset {args.dataset} ({len(labels)} test samples)  backend {backend}  "
-          f"mode {net.mode}  timing {result.timing}  ANN MACs/sample {stats.ann_macs:.4g}")
-    print(format_table(rows, ann_acc))
-    cal_T = (net.metadata.get("snn_calibration") or {}).get("target_T")
-    if isinstance(cal_T, int) and any(t != cal_T for t in result.Ts):
-        print(f"qcfs-run: note: this network was calibrated for T = {cal_T}; rows at other T are not calibrated "
-              f"for their window (export with --target-T T for the T you deploy)", file=sys.stderr)
-    return {
-        "command": command, "model": str(model), "dataset": args.dataset, "backend": backend,
-        "mode": net.mode, "samples": int(len(labels)), "ann_accuracy": ann_acc, "timing": result.timing,
-        "ann_macs_per_sample": stats.ann_macs, "neurons": stats.total_neurons,
-        "snn_calibration": calibration_provenance(net),
-        "max_spikes_per_step": int(net.max_spikes_per_step),
-        "results": [{k: r[k] for k in ("T", "pre_steps", "latency_steps", "accuracy", "spikes_per_sample",
-                                       "spikes_per_layer", "synops_per_sample", "spikes_per_neuron_per_step",
-                                       "max_spikes_per_step", "spike_values_per_sample", "payload_bits_per_sample",
-                                       "pre_spikes_per_sample", "pre_spikes_per_layer")}
-                    for r in rows],
-    }
+          f"mode {net.mode}  timing {result.timing}  ANN MACs/sample {rows.stats.ann_macs:.4g}")
+    print(format_table(rows.rows, ann_acc))
+    note = calibration_note(net, result.Ts)
+    if note:
+        print(f"qcfs-run: note: {note}", file=sys.stderr)
+    return run_document(command=command, model=model, dataset=args.dataset, backend=backend, net=net,
+                        result=result, labels=labels, ann_accuracy=ann_acc, rows=rows)
 
 
-def calibration_provenance(net: IntNet) -> dict[str, Any] | None:
-    """What `qcfs-export --snn-calib` recorded (method, target T, samples, seed, data), without the
-    per-layer error table; None for an uncalibrated network."""
-    meta = net.metadata.get("snn_calibration")
-    if not isinstance(meta, dict):
-        return None
-    return {k: v for k, v in meta.items() if k != "rate_error"}
+def report(args: argparse.Namespace, ex: Execution, split: EvalSplit, main_run: Run,
+           canon: onnx.ModelProto | None, opts: SimOptions, lava_doc: dict[str, Any] | None) -> list[Path]:
+    """--report DIR (qcfs.report.run_report): for an ONNX or checkpoint model the other mode is simulated too
+    (NumPy, same samples and T, sharded like the main run) and tabulated like it."""
+    from qcfs.evaluate import evaluate
+    from qcfs.report.run_report import Run, companion_network, companion_options, write_run_report
 
-
-def write_outputs(args: argparse.Namespace, doc: dict[str, Any], result: SimResult) -> None:
-    if args.json:
-        safe_io.write_text(args.json, json.dumps(doc, indent=2) + "\n")
-    if args.counts:
-        with safe_io.atomic_path(args.counts) as tmp, open(tmp, "wb") as fh:  # np.savez would add ".npz"
-            np.savez(fh, **result.counts_arrays())
-
-
-# --- report ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class Run:
-    """One simulated network with its results, as the report needs them."""
-
-    net: IntNet
-    result: SimResult
-    doc: dict[str, Any]
-
-
-def run_companion(ex: Execution, args: argparse.Namespace, first: Run, canon: onnx.ModelProto | None, source,  # type: ignore[no-untyped-def]
-                  spec, idx: np.ndarray, opts) -> Run | None:
-    """The other mode (float for int, int for float) of the same canonical ONNX on the same samples and T,
-    on the NumPy runtime (sharded like the main run), so the report can put ANN, float SNN and integer SNN
-    side by side. An IntNet file holds one mode only: None."""
-    if canon is None:
-        return None
-    from qcfs import pipeline
-
-    other = pipeline.to_intnet(canon, mode="float" if first.net.mode == "int" else "int")  # already renormalized
-    timing = args.timing if args.backend == "numpy" else "sync"
-    print(f"report: also simulating the {other.mode}-mode network (numpy, {timing})")
-    numpy_opts = dataclasses.replace(opts, backend="numpy", timing=timing, raster_neurons=RASTER_NEURONS,
-                                     lava_file=None, snn_onnx_file=None, netx_file=None)
-    ev = evaluate(ex, other, None, source, spec, idx, numpy_opts)
-    doc = summarize(args, Path(first.doc["model"]), other, ev.result, source.labels[idx],
-                    first.doc["ann_accuracy"], first.doc["command"], backend="numpy")
-    return Run(other, ev.result, doc)
-
-
-def report_raster(run: Run, images: np.ndarray, args: argparse.Namespace) -> dict[str, np.ndarray]:
-    """Raster of sample 0 from the NumPy runtime: reuse the run's own when numpy made it, else simulate
-    that one sample (torch and Lava record no raster)."""
-    if run.result.raster:
-        return dict(run.result.raster)
-    from qcfs.simulate import simulate_numpy
-
-    one = simulate_numpy(run.net, images[:1], [max(args.Ts)], "sync", 1, RASTER_NEURONS, False, args.pre_steps)
-    return dict(one.raster)
-
-
-def write_run_report(args: argparse.Namespace, images: np.ndarray, main: Run, companion: Run | None,
-                     lava_doc: dict[str, Any] | None) -> list[Path]:
-    """The report's "snn" run is the integer network (the hardware one: spikes, energy, raster) and its
-    "float" run the float network, whichever of them --mode asked for; an IntNet file has only its own."""
-    runs = {r.net.mode: r for r in (main, companion) if r is not None}
-    primary = runs.get("int", main)
-    secondary = runs.get("float") if primary.net.mode == "int" else None
-    from qcfs.report.writer import write_report
-
-    return write_report(args.report, run_json=primary.doc, float_json=secondary.doc if secondary else None,
-                        lava_json=lava_doc, net=primary.net, raster=report_raster(primary, images, args))
+    companion = None
+    other = companion_network(canon, main_run.net.mode)
+    if other is not None:
+        numpy_opts = companion_options(opts)
+        print(f"report: also simulating the {other.mode}-mode network (numpy, {numpy_opts.timing})")
+        ev = evaluate(ex, other, None, split.source, split.spec, split.indices, numpy_opts)
+        doc = summarize(args, Path(main_run.doc["model"]), other, ev.result, split.labels,
+                        main_run.doc["ann_accuracy"], main_run.doc["command"], backend="numpy")
+        companion = Run(other, ev.result, doc)
+    return write_run_report(args.report, split.source.images(split.indices[:1]), main_run, companion, lava_doc,
+                            args.Ts, args.pre_steps)
 
 
 if __name__ == "__main__":

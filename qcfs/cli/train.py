@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_before_training(args)  # before a download, so a bad -o costs no transfer
-    from qcfs.download import requested_data_dir
+    from qcfs.data.download import requested_data_dir
 
     args.data_dir = requested_data_dir(args.dataset, args.data_dir, args.download, progress=not args.no_progress)
     if args.download:
@@ -121,7 +121,7 @@ def check_before_training(args: argparse.Namespace) -> None:
     safe_io.check_output(args.output, "-o", inputs=dataset_inputs(args.dataset, args.data_dir))
     dims = None  # (channels, classes, image size) of the network to train
     if args.dataset == "imagenet":
-        from qcfs.imagenet import classes, split_dir
+        from qcfs.data.imagenet import classes, split_dir
 
         split_dir("train", args.data_dir), split_dir("test", args.data_dir)  # one line naming what is missing
         dims = (3, len(classes(args.data_dir)), args.image_size or 224)

@@ -1,6 +1,6 @@
 """Which training images calibrate the SNN: a seeded uniform sample of the *training* split (never test
 images), so classes are covered even when the files are sorted by class, and a fixed seed gives a fixed set.
-The split is opened as a sample source (qcfs.samples.open_split), so an ImageNet tree is read lazily: only
+The split is opened as a sample source (qcfs.data.samples.open_split), so an ImageNet tree is read lazily: only
 the sampled images are decoded."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcfs.errors import QCFSError
-from qcfs.samples import SplitSpec, data_dir_str, open_split
+from qcfs.data.samples import SplitSpec, data_dir_str, open_split
 
 DEFAULT_SAMPLES = 1024
 

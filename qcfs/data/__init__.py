@@ -6,7 +6,7 @@ looked for where and how to get it. Every split is checked before it is returned
 many labels as images, every label in 0..classes-1, ImageFolder class folders exactly the dataset's classes
 (a missing class would silently shift every later label). Files are read only when regular (no FIFOs or
 devices), gzip members and pickles are size-capped, and CIFAR's pickles go through a restricted unpickler
-(qcfs.safe_pickle) that cannot run code.
+(qcfs.data.safe_pickle) that cannot run code.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from qcfs.download import cache_dir as download_cache_dir
+from qcfs.data.download import cache_dir as download_cache_dir
+from qcfs.data.safe_pickle import loads_restricted
 from qcfs.errors import DatasetError
 from qcfs.safe_io import regular_input
-from qcfs.safe_pickle import loads_restricted
 
 MAX_DATA_FILE_BYTES = 1 << 30  # one idx file or CIFAR batch, decompressed: the real ones are < 200 MB
 
@@ -61,7 +61,8 @@ DATASETS: dict[str, DatasetInfo] = {
         "unpacked cifar-10-batches-py (or an ImageFolder tree "
         "train/<class>/*, test/<class>/*); or set QCFS_CIFAR10_DIR",
     ),
-    # read lazily, image by image (qcfs.imagenet, through qcfs.samples.open_split); classes: the train/ folders
+    # read lazily, image by image (qcfs.data.imagenet, through qcfs.data.samples.open_split);
+    # classes: the train/ folders
     "imagenet": DatasetInfo(
         "imagenet", (3, 224, 224), 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), None,
         "download ILSVRC-2012 from image-net.org, unpack train/ and val/ into class folders and pass --data-dir "
@@ -87,7 +88,7 @@ def load_split(name: str, split: str, data_dir: str | os.PathLike | None = None)
         raise DatasetError(f"unknown split {split!r}; use 'train' or 'test'")
     info = dataset_info(name)
     if name == "imagenet":
-        raise DatasetError("imagenet is read lazily, never whole into memory: use qcfs.samples.open_split")
+        raise DatasetError("imagenet is read lazily, never whole into memory: use qcfs.data.samples.open_split")
     if name == "digits":
         return _load_digits(split)
     if name == "fashion-mnist":
@@ -146,7 +147,7 @@ def dataset_inputs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
     if info is None or name == "digits":
         return []
     if name == "imagenet":
-        from qcfs.imagenet import imagenet_root
+        from qcfs.data.imagenet import imagenet_root
 
         try:
             root = imagenet_root(data_dir)
@@ -339,7 +340,7 @@ def _load_image_folder(split_dir: Path, info: DatasetInfo) -> tuple[np.ndarray, 
 
 
 def _decode_image_folder(files: list[tuple[Path, int]], info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
-    from qcfs.image_folder import labels_of, open_rgb
+    from qcfs.data.image_folder import labels_of, open_rgb
 
     def is_32x32(w: int, h: int) -> str | None:  # on the header, before decoding (decompression bombs)
         return None if (w, h) == (32, 32) else f"is {w}x{h}, expected 32x32 RGB"

@@ -56,7 +56,7 @@ class SplitSpec:
 def open_split(spec: SplitSpec) -> SampleSource:
     """The split as a source: ImageNet lazily from its files, the others decoded in memory."""
     if spec.dataset == "imagenet":
-        from qcfs.imagenet import open_imagenet_split
+        from qcfs.data.imagenet import open_imagenet_split
 
         return open_imagenet_split(spec.split, spec.data_dir)
     from qcfs.data import load_split

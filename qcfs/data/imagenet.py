@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qcfs.data.image_folder import class_folders, image_files, labels_of, open_rgb
 from qcfs.errors import DatasetError
-from qcfs.image_folder import class_folders, image_files, labels_of, open_rgb
 
 NAME = "imagenet"
 SPLIT_DIRS = {"train": "train", "test": "val", "val": "val"}
@@ -83,7 +83,7 @@ def eval_image(path: Path) -> np.ndarray:
 
 @dataclass
 class ImageNetSource:
-    """A split decoded on demand (qcfs.samples.SampleSource)."""
+    """A split decoded on demand (qcfs.data.samples.SampleSource)."""
 
     files: list[tuple[Path, int]]
     classes: tuple[str, ...] = ()  # the class folders, in label order
