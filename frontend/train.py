@@ -192,7 +192,7 @@ class ImageNetData:
         self.train = TrainFolder(cfg.data_dir, self.size, info.mean, info.std, cfg.seed)
         self.val = EvalFolder(cfg.data_dir, self.size, info.mean, info.std)
         self.n_train = len(self.train)
-        self.classes = len(classes(cfg.data_dir))  # the class folders of train/ (qcfs.imagenet's rule)
+        self.classes = len(classes(cfg.data_dir))  # the class folders of train/ (qcfs.data.imagenet's rule)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world))  # torchrun: processes on this node
         self.workers = cfg.workers if cfg.workers is not None else max(1, min(8, cpus // max(per_node, 1)))
