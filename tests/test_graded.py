@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 
 import numpy as np
 import pytest
@@ -175,16 +174,18 @@ def test_make_graded_changes_only_what_the_identity_says() -> None:
     assert all(np.array_equal(a.bias, b.bias) and a.threshold == b.threshold for a, b in zip(net.layers, same.layers))
 
 
+def _digits_file_with(path, **header_fields):  # type: ignore[no-untyped-def]
+    """The digits IntNet written to `path` with `header_fields` set in its JSON header (nothing else changed)."""
+    from intnet_mutations import read, write
+
+    header, arrays = read(lava_nets.digits_net().to_bytes())
+    header.update(header_fields)
+    path.write_bytes(write(header, arrays))
+    return path
+
+
 def test_a_version_2_file_claiming_graded_spikes_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    net = lava_nets.digits_net()
-    raw = zipfile.ZipFile(io.BytesIO(net.to_bytes()))
-    arrays = {n[:-4]: np.load(io.BytesIO(raw.read(n))) for n in raw.namelist()}
-    hdr = json.loads(arrays["__header__"].tobytes())
-    hdr["max_spikes_per_step"] = 4
-    arrays["__header__"] = np.frombuffer(json.dumps(hdr).encode(), dtype=np.uint8)
-    path = tmp_path / "v2.intnet.npz"
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+    path = _digits_file_with(tmp_path / "v2.intnet.npz", max_spikes_per_step=4)
     with pytest.raises(ModelFileError, match="max_spikes_per_step in a version-2 file"):
         load_intnet(path)
 
@@ -192,15 +193,7 @@ def test_a_version_2_file_claiming_graded_spikes_is_refused(tmp_path) -> None:  
 @pytest.mark.parametrize("version", [True, 2.0, "2", None])
 def test_a_header_version_that_is_not_an_integer_version_is_refused(tmp_path, version) -> None:  # type: ignore[no-untyped-def]
     """JSON true equals 1 in Python (`True in (1, 2, 3)`): it must not pass as version 1."""
-    net = lava_nets.digits_net()
-    raw = zipfile.ZipFile(io.BytesIO(net.to_bytes()))
-    arrays = {n[:-4]: np.load(io.BytesIO(raw.read(n))) for n in raw.namelist()}
-    hdr = json.loads(arrays["__header__"].tobytes())
-    hdr["version"] = version
-    arrays["__header__"] = np.frombuffer(json.dumps(hdr).encode(), dtype=np.uint8)
-    path = tmp_path / "bad.intnet.npz"
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+    path = _digits_file_with(tmp_path / "bad.intnet.npz", version=version)
     with pytest.raises(ModelFileError, match="version"):
         load_intnet(path)
 
