@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("-o", "--output", required=True, help="checkpoint path (.pt), rewritten after every epoch")
     p.add_argument("--L", type=L_VALUE, default=4, help="QCFS quantization steps (default 4)")
+    p.add_argument("--phi", type=number(0, 1), default=0.5,
+                   help="QCFS shift φ in floor(x·L/λ + φ) (default 0.5, the paper's; 0 gives plain floor "
+                        "quantization, the paper's contrast, whose SNN starts at membrane 0 instead of θ/2)")
     p.add_argument("--recipe", choices=("paper", "fast"), default="paper",
                    help="paper (default): SGD, cosine, the paper's epochs; fast: whitened first conv (cifarnet), "
                         "Nesterov SGD with warm-up and linear decay per step, label smoothing 0.2, weight "
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     hyper = recipe_defaults(args.recipe)  # what the flags leave unsaid
     hyper.update({k: getattr(args, k) for k in ("lr", "batch", "wd") if getattr(args, k) is not None})
     cfg = TrainConfig(model=args.model, dataset=args.dataset, output=args.output, L=args.L, epochs=args.epochs,
-                      recipe=args.recipe, val=args.val, seed=args.seed, device=args.device,
+                      recipe=args.recipe, phi=args.phi, val=args.val, seed=args.seed, device=args.device,
                       lr=hyper["lr"], batch=int(hyper["batch"]), wd=hyper["wd"], momentum=hyper["momentum"],
                       data_dir=args.data_dir, lam_init=8.0 if args.lam_init == "data" else args.lam_init,
                       lam_from_data=args.lam_init == "data", resume=args.resume,
