@@ -87,13 +87,14 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--backend", default="ort", help="qcfs-run backend (all exact; ort is the fastest on CPU)")
     ap.add_argument("--out", required=True, help="output prefix (PREFIX.json, PREFIX.md, PREFIX.png)")
-    ap.add_argument("--reuse", help="a JSON this script wrote: keep its measured runs, measure only new labels")
+    ap.add_argument("--reuse", help="a JSON this script wrote: keep its measured runs (matched by checkpoint path), measure only "
+                    "the others")
     args = ap.parse_args()
-    done = {r["label"]: r for r in json.loads(Path(args.reuse).read_text())["runs"]} if args.reuse else {}
+    done = {r["model"]: r for r in json.loads(Path(args.reuse).read_text())["runs"]} if args.reuse else {}
     runs = []
     for label, path in args.run:
-        if label in done:
-            runs.append(done[label])
+        if path in done:  # measured before: same checkpoint, so the same numbers; only the label may differ
+            runs.append({**done[path], "label": label})
             continue
         result, seconds, command = run_qcfs(path, args.data_dir, args.backend)
         runs.append({"label": label, "model": path, "training": training_facts(path), "qcfs_run": command,

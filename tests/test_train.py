@@ -77,6 +77,7 @@ def test_cosine_schedule() -> None:
         (["--model", "cnn", "--dataset", "mnist", "-o", "x.pt"], "invalid choice"),
         (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--epochs", "0"], "argument --epochs: expected a number of epochs"),
         (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--lr", "abc"], "argument --lr: expected a number"),
+        (["--model", "cnn", "--dataset", "digits", "-o", "x.pt", "--phi", "1.5"], "argument --phi: must be <= 1"),
     ],
 )
 def test_cli_bad_values(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,3 +98,20 @@ def test_cli_missing_dataset_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "dataset-fashion-mnist" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_phi_zero_reaches_the_checkpoint_and_the_snn(tmp_path: Path) -> None:
+    """--phi 0 (the paper's contrast): stored in the checkpoint, and the converted IF network starts its
+    membranes at 0 instead of θ/2; resuming it under another φ is refused (it would be another network)."""
+    import numpy as np
+
+    import qcfs
+
+    out = tmp_path / "phi0.pt"
+    assert train_main(["--model", "cnn", "--dataset", "digits", "-o", str(out), "--epochs", "1", "--phi", "0",
+                       "--no-progress"]) == 0
+    assert read_checkpoint(out)["config"]["phi"] == 0.0
+    net = qcfs.load(out).intnet
+    assert net.phi == 0.0 and all(np.all(np.asarray(layer.v_init) == 0) for layer in net.if_layers)
+    assert train_main(["--model", "cnn", "--dataset", "digits", "-o", str(out), "--epochs", "2", "--resume",
+                       "--no-progress"]) == 2
