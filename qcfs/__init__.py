@@ -8,8 +8,10 @@ Public API (stable; everything else is internal and may change):
     net.save("model.nir")                         # intnet | lava | netx | nir | snn-onnx | onnx
 
     qcfs.load(path)            any model file -> Network (mode=, normalize= as qcfs-run --mode/--normalize)
+    qcfs.export_onnx(m, path)  the canonical QCFS ONNX file (opset=), without building the IF network
     qcfs.train(...)            train a zoo model with QCFS activations -> checkpoint path
-    qcfs.Network               calibrate(images, target_T=, method=), simulate, metrics, ann_logits, save
+    qcfs.Network               calibrate(images, target_T=, method=), calibrate_on(dataset, ...), graded(M),
+                               simulate, metrics, ann_logits, fit_report, save(path, format=, opset=, ...)
     qcfs.SimResult             what every backend returns
     qcfs.QCFS                  the activation to build your own torch model with (in place of ReLU)
     qcfs.QCFSError             the one-line error every failure raises
@@ -23,7 +25,8 @@ Data flow behind it (one sub-package per stage):
     qcfs.report     tables, plots, energy estimates
 Shared contracts live in this package: `semantics` (the SNN's meaning), `intnet` (the file every backend
 reads), `data` (datasets: loaders, download, ImageNet trees, subsets; NumPy only), `errors` (one-line user
-errors). The CLIs (`qcfs.cli`) only parse arguments and print; the work is done here and in the stages.
+errors). The CLIs (`qcfs.cli`) only parse arguments and print around this API (`qcfs-export` is convert,
+calibrate_on, graded, save or export_onnx; `qcfs-run` loads with load); the work is done here and in the stages.
 Importing qcfs imports neither torch nor onnxruntime; they load when a function needs them.
 """
 
@@ -33,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from qcfs.api import Network, SimResult, convert, load, train  # noqa: E402
+from qcfs.api import Network, SimResult, convert, export_onnx, load, train  # noqa: E402
 from qcfs.errors import QCFSError  # noqa: E402
 from qcfs.intnet import HardwareProfile  # noqa: E402
 
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
     from qcfs.frontend.qcfs_act import QCFS
 
 # QCFS (torch) is public too, but reached through __getattr__ below so that `import qcfs` stays torch-free
-__all__ = ["HardwareProfile", "Network", "QCFSError", "SimResult", "convert", "load", "train"]
+__all__ = ["HardwareProfile", "Network", "QCFSError", "SimResult", "convert", "export_onnx", "load", "train"]
 
 
 def __getattr__(name: str) -> Any:

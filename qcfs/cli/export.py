@@ -1,7 +1,9 @@
 """`qcfs-export MODEL --backend onnx|intnet|lava|snn-onnx|netx|nir`: checkpoint -> ONNX -> canonical graph -> IntNet
 -> Lava / lava-dl netx (.net.h5) / NIR (.nir), or the integer SNN itself as ONNX (snn-onnx: runs on any ONNX
 runtime, `qcfs-run --model X.snn.onnx`). An exported .intnet.npz, .net.h5 or .nir converts to the others.
-With `--snn-calib METHOD --target-T T --dataset D` the IntNet is calibrated for low latency before it is written."""
+With `--snn-calib METHOD --target-T T --dataset D` the IntNet is calibrated for low latency before it is written.
+A caller of the Python API (qcfs.convert, then Network.calibrate_on / graded / save, or qcfs.export_onnx;
+README "Python API"): the same model and options give the same file either way."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="checkpoint (.pt from qcfs-train), ONNX, IntNet (.intnet.npz), netx (.net.h5) or NIR (.nir)")
     p.add_argument("--backend", default="onnx", choices=BACKENDS, help="what to write (default: onnx)")
     p.add_argument("-o", "--output", help="output path (default: next to MODEL with the backend's suffix)")
-    p.add_argument("--mode", default="int", choices=("int", "float"), help="integer or float IF network")
+    p.add_argument("--mode", choices=("int", "float"),
+                   help="integer or float IF network (default int; an exported MODEL keeps its own)")
     p.add_argument("--weight-bits", type=integer(2, 16, "a bit width"), default=8,
                    help="signed weight bit width (default 8)")
     p.add_argument("--opset", type=integer(1, 10_000, "an opset"),
@@ -85,16 +88,16 @@ def calib_methods() -> tuple[str, ...]:
     return METHOD_NAMES
 
 
-def snn_calib_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The calibration request, or None; every value checked before any model is read."""
+def check_snn_calib(args: argparse.Namespace) -> None:
+    """The calibration flags, every value checked before any model is read."""
     if args.snn_calib is None:
         if args.target_T is not None:
             raise QCFSError("--target-T applies to --snn-calib only")
-        return None
+        return
     if args.backend not in ("intnet", "lava", "snn-onnx"):
         raise QCFSError(f"--snn-calib writes an integer network: use --backend intnet, lava or snn-onnx, "
                         f"not {args.backend}")
-    if args.mode != "int":
+    if args.mode == "float":
         raise QCFSError("--snn-calib calibrates integer networks only (drop --mode float)")
     if args.target_T is None or not 1 <= args.target_T <= 1024:
         raise QCFSError(f"--snn-calib needs --target-T in 1..1024, got {args.target_T}")
@@ -104,11 +107,6 @@ def snn_calib_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise QCFSError(f"--calib-samples must be in 1..1000000, got {args.calib_samples}")
     if args.seed < 0:
         raise QCFSError(f"--seed must be >= 0, got {args.seed}")
-    from qcfs.pipeline import SnnCalibOptions
-
-    return SnnCalibOptions(method=args.snn_calib, target_T=args.target_T, dataset=args.dataset,
-                           data_dir=args.data_dir, samples=args.calib_samples, seed=args.seed,
-                           progress=not args.no_progress)
 
 
 def default_output(model: Path, backend: str) -> Path:
@@ -132,11 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.arch and not args.dataset:
         raise QCFSError(f"--arch {args.arch} needs --dataset (the authors' checkpoints carry no config) and the "
                         "--L it was trained with")
-    snn_calib = snn_calib_options(args)
+    check_snn_calib(args)
     if args.spikes_per_step > 1 and args.backend not in ("intnet", "lava", "snn-onnx"):
         raise QCFSError(f"--spikes-per-step applies to --backend intnet, lava or snn-onnx ({args.backend} has no "
                         f"graded spikes)")
-    if args.spikes_per_step > 1 and snn_calib is not None:
+    if args.spikes_per_step > 1 and args.snn_calib is not None:
         raise QCFSError("--snn-calib simulates binary spikes; it cannot be combined with --spikes-per-step > 1 yet")
     if args.opset is not None:
         if args.backend != "onnx":
@@ -151,37 +149,57 @@ def main(argv: list[str] | None = None) -> int:
         raise QCFSError("--fit estimates an integer SNN: use it with --backend lava (or intnet, snn-onnx, netx, nir)")
     if args.nir_profile != "qcfs" and args.backend != "nir":
         raise QCFSError(f"--nir-profile applies to --backend nir only (got --backend {args.backend})")
+    if args.snn_kernels != "auto" and args.backend != "snn-onnx":
+        raise QCFSError(f"--snn-kernels applies to --backend snn-onnx only (got --backend {args.backend})")
+    if args.pool is not None and args.backend == "onnx":
+        raise QCFSError("--pool applies to the integer SNN; --backend onnx writes the canonical ANN")
     model = safe_io.safe_model_input(args.model)
     out = plan_output(model, args)
     if args.fit_json:
         safe_io.check_output(args.fit_json, "--fit-json", inputs=[model], others=[out])
-    from qcfs import pipeline
+    exported = check_exported_input(model, args)
+    import qcfs
 
+    options = dict(dataset=args.dataset, arch=args.arch, calibrate=args.calibrate, data_dir=args.data_dir,
+                   L=args.L, percentile=args.percentile)
     with safe_io.atomic_path(out) as tmp:  # the target is replaced only when the export succeeded
-        pipeline.export(
-            model,
-            tmp,
-            backend=args.backend,
-            mode=args.mode,
-            weight_bits=args.weight_bits,
-            opset=args.opset or 20,
-            show_passes=args.show_passes,
-            calibrate=args.calibrate,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            L=args.L,
-            percentile=args.percentile,
-            snn_calib=snn_calib,
-            kernels=args.snn_kernels,
-            arch=args.arch,
-            pool=args.pool,
-            fit=fit,
-            nir_profile=args.nir_profile,
-            spikes_per_step=args.spikes_per_step,
-            graded_scale=args.graded_scale,
-        )
+        if args.backend == "onnx":
+            qcfs.export_onnx(model, tmp, opset=args.opset, **options)
+        else:
+            pool = args.pool or ("separate" if fit is not None and not exported else None)  # --fit: fewer synapses
+            net = qcfs.convert(model, mode=args.mode, weight_bits=args.weight_bits, show_passes=args.show_passes,
+                               pool=pool, **options)
+            if args.snn_calib is not None:
+                net = net.calibrate_on(args.dataset, target_T=args.target_T, method=args.snn_calib,
+                                       data_dir=args.data_dir, samples=args.calib_samples, seed=args.seed,
+                                       progress=not args.no_progress, show_report=args.show_passes)
+            if args.spikes_per_step > 1:
+                net = net.graded(args.spikes_per_step, scale=args.graded_scale == "m")
+            if fit is not None:  # prints the estimate, writes --fit-json, refuses when it does not fit
+                fit.apply(net.intnet)
+            net.save(tmp, format=args.backend, kernels=args.snn_kernels, nir_profile=args.nir_profile)
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def check_exported_input(model: Path, args: argparse.Namespace) -> bool:
+    """True when MODEL is an exported network (read as it is, not converted). Refused before any work: a
+    .lava.npz or .snn.onnx is an end product, an exported network holds no ANN for --backend onnx, and writing
+    a file as its own format again is a copy unless a flag changes the network."""
+    if args.arch:
+        return False  # the authors' state dict; qcfs.convert refuses any other file with --arch
+    from qcfs.pipeline import EXPORTED, model_kind
+
+    kind = model_kind(model)
+    if kind not in EXPORTED:
+        return False
+    if kind in ("lava", "snn-onnx") or args.backend == "onnx":
+        raise QCFSError(f"{model}: an exported {kind} network can only be exported further with --backend "
+                        f"intnet, lava, snn-onnx, netx or nir (not from a .lava.npz or .snn.onnx)")
+    if args.backend == kind and args.snn_calib is None and args.spikes_per_step == 1 and args.nir_profile == "qcfs":
+        raise QCFSError(f"{model}: is already a {kind} file (re-export it only with --snn-calib, "
+                        f"--spikes-per-step or --nir-profile)")
+    return True
 
 
 def plan_output(model: Path, args: argparse.Namespace) -> Path:
