@@ -23,7 +23,8 @@ norse 1.1.0 norse/torch/utils/import_nir.py + functional/iaf.py; checked on one 
             file's v_reset, 0 in ours, is not read); v(0) = v_reset = 0 — the NIR spec's IF, the same as
             snnTorch on the snntorch profile and as qcfs.runtime.nir_stock "stock" (bit for bit, tested). Norse
             reads a LIF as LIFBoxCell, dv = dt/τ·(I + v_leak − v) with its dt = 1e-3, so the snntorch profile's
-            τ = 1e12 LIF never spikes there: Norse needs the readers profile.
+            τ = 1e12 LIF never spikes there: Norse needs the readers profile. Not qcfs's IF (v(0) = θ/2, spike
+            on v ≥ θ, v −= θ): all three differ, asserted next to the NumPy reference on one neuron in the test.
 None reads the qcfs_v_init metadata (NIR has no initial state), so all start from v = 0, not θ/2, and only
 sinabs keeps reset by subtraction. None reads an I node (the default profile's readout): snnTorch refuses it;
 sinabs maps it to nothing and outputs the current into it, so sinabs runs the default and the readers profile
