@@ -1,14 +1,16 @@
 """What the NIR readers people use get from our `.nir` file, measured by running them: sinabs 3.1.3
-(`sinabs.from_nir`) and snnTorch 1.0.0 (`snntorch.import_nir.import_from_nir`), unmodified, on the shipped model
-exported with `qcfs-export --backend nir --nir-profile readers` (sinabs) and `--nir-profile snntorch`, next
-to qcfs's exact semantics (the NumPy runtime on the network the file carries = `qcfs-run --model X.nir`, bit for
-bit) on the same samples and T.
+(`sinabs.from_nir`), snnTorch 1.0.0 (`snntorch.import_nir.import_from_nir`) and Norse 1.1.0
+(`norse.torch.from_nir`), unmodified, on the shipped model exported with `qcfs-export --backend nir
+--nir-profile readers` (sinabs, Norse) and `--nir-profile snntorch`, next to qcfs's exact semantics (the NumPy
+runtime on the network the file carries = `qcfs-run --model X.nir`, bit for bit) on the same samples and T.
 
 Columns: accuracy per T, the share of predictions that differ from qcfs, spikes per sample (sinabs counts
 every spike of its multi-spike steps). Readers' semantics: qcfs.runtime.nir_readers.
 
     python benchmarks/nir_readers.py --dataset digits
     python benchmarks/nir_readers.py --dataset fashion-mnist --limit 1000
+
+snnTorch and Norse run one sample at a time (README "Formats"): minutes per 1,000 samples on one core.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from qcfs.data import load_split
 from qcfs.exporters.nir_export import export_nir
 from qcfs.pipeline import canonical_onnx, to_intnet
-from qcfs.runtime.nir_readers import simulate_sinabs, simulate_snntorch
+from qcfs.runtime.nir_readers import simulate_norse, simulate_sinabs, simulate_snntorch
 from qcfs.runtime.numpy_snn import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +59,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
     import nir
+    import norse
     import sinabs
     import snntorch
 
@@ -72,7 +75,8 @@ def main() -> None:
         for_snntorch = export_nir(net, Path(tmp) / "m.snntorch.nir", profile="snntorch")
         for name, fn in (("qcfs", lambda: simulate(net, x, Ts, progress=False)),
                          ("sinabs", lambda: simulate_sinabs(for_sinabs, x, Ts)),
-                         ("snntorch", lambda: simulate_snntorch(for_snntorch, x, Ts))):
+                         ("snntorch", lambda: simulate_snntorch(for_snntorch, x, Ts)),
+                         ("norse", lambda: simulate_norse(for_sinabs, x, Ts))):
             t0 = time.perf_counter()
             runs[name] = fn()
             seconds[name] = round(time.perf_counter() - t0, 1)
@@ -88,16 +92,22 @@ def main() -> None:
         rows.append(row)
     doc = {"dataset": args.dataset, "model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
            "samples": int(len(y)), "Ts": Ts, "rows": rows, "seconds": seconds,
-           "versions": {"nir": nir.__version__, "sinabs": sinabs.__version__, "snntorch": snntorch.__version__},
+           "versions": {"nir": nir.__version__, "sinabs": sinabs.__version__, "snntorch": snntorch.__version__,
+                        "norse": norse.__version__},
            "machine": _cpu(), "date": time.strftime("%Y-%m-%d"),
            "command": f"python benchmarks/nir_readers.py --dataset {args.dataset}"
                       + (f" --limit {args.limit}" if args.limit else "")
                       + (f" --T {args.T}" if args.T != "1,2,4,8,16,32" else "")}
-    head = ("| T | qcfs (exact) % | sinabs % | snnTorch % | sinabs pred. ≠ qcfs % | snnTorch pred. ≠ qcfs % "
-            "| spikes/sample qcfs | sinabs | snnTorch |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    lines = [head] + [f"| {r['T']} | {r['qcfs_acc']:.2f} | {r['sinabs_acc']:.2f} | {r['snntorch_acc']:.2f} | "
-                      f"{r['sinabs_differs']:.1f} | {r['snntorch_differs']:.1f} | {r['qcfs_spikes']:.0f} | "
-                      f"{r['sinabs_spikes']:.0f} | {r['snntorch_spikes']:.0f} |" for r in rows]
+    readers = ("sinabs", "snntorch", "norse")
+    shown = {"sinabs": "sinabs", "snntorch": "snnTorch", "norse": "Norse"}
+    head = ("| T | qcfs (exact) % | " + " | ".join(f"{shown[r]} %" for r in readers) + " | "
+            + " | ".join(f"{shown[r]} pred. ≠ qcfs %" for r in readers) + " | spikes/sample qcfs | "
+            + " | ".join(shown[r] for r in readers) + " |\n|" + "---:|" * (3 + 3 * len(readers)))
+    lines = [head] + [f"| {r['T']} | {r['qcfs_acc']:.2f} | "
+                      + " | ".join(f"{r[f'{k}_acc']:.2f}" for k in readers) + " | "
+                      + " | ".join(f"{r[f'{k}_differs']:.1f}" for k in readers)
+                      + f" | {r['qcfs_spikes']:.0f} | "
+                      + " | ".join(f"{r[f'{k}_spikes']:.0f}" for k in readers) + " |" for r in rows]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"nir_readers_{args.dataset}.json").write_text(json.dumps(doc, indent=2) + "\n")

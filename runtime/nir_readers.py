@@ -1,6 +1,6 @@
-"""Run a `.nir` file in the NIR readers people use — sinabs (`sinabs.from_nir`) and snnTorch
-(`snntorch.import_nir.import_from_nir`) — unmodified, and return a SimResult: their accuracy per T is measured by
-running them, not modelled.
+"""Run a `.nir` file in the NIR readers people use — sinabs (`sinabs.from_nir`), snnTorch
+(`snntorch.import_nir.import_from_nir`) and Norse (`norse.torch.from_nir`) — unmodified, and return a SimResult:
+their accuracy per T is measured by running them, not modelled.
 
 Both readers get what every qcfs backend gets: the integer input of the graph's own encoding (qcfs_header:
 clip(rint((x - mean)/std · scale), -128, 127)) as a constant current every step. The logits after T steps are
@@ -9,8 +9,8 @@ the readout current, whose running sum is exactly what qcfs's readout holds. One
 T (the readers are causal). Spike counts: the readers' neuron modules' outputs, summed (sinabs emits several
 spikes per step when v ≥ 2θ, so its counts are spikes, not spiking events).
 
-What each reader makes of our IF node (their code: sinabs 3.1.3 sinabs/nir.py, snntorch 1.0.0 import_nir.py;
-checked on one neuron in tests/test_interop_nir.py):
+What each reader makes of our IF node (their code: sinabs 3.1.3 sinabs/nir.py, snntorch 1.0.0 import_nir.py,
+norse 1.1.0 norse/torch/utils/import_nir.py + functional/iaf.py; checked on one neuron in tests/test_interop_nir.py):
   sinabs    (profile readers) IAFSqueeze(spike_threshold=θ, min_v_mem=-θ), MultiSpike, MembraneSubtract:
             v += I; s = max(0, trunc(v/θ)); v -= s·θ; v = max(v, -θ); v(0) = 0.
   snnTorch  (profile snntorch: each IF written as a LIF with tau = 1e12, r = tau/dt) Leaky(beta=1,
@@ -18,9 +18,17 @@ checked on one neuron in tests/test_interop_nir.py):
             qcfs.runtime.nir_stock "stock" models (bit for bit, tested). snnTorch's own IF import, Leaky(beta=0.9,
             init_hidden=False), returns a (spikes, membrane) tuple that nirtorch 2.6 passes to the next module, so
             a graph with IF nodes cannot run there.
-Neither reads the qcfs_v_init metadata (NIR has no initial state), so both start from v = 0, not θ/2.
-Neither reads an I node (the default profile's readout): snnTorch refuses it; sinabs maps it to nothing and
-outputs the current into it, so sinabs runs the default and the readers profile alike.
+  Norse     (profile readers) IAFCell(IAFParameters(v_th=θ)), iaf_feed_forward_step: v += I (r not read; ours is
+            1; dt unused); s = heaviside(v − θ) = [v > θ]; v = 0 where s (IAFParameters' default v_reset; the
+            file's v_reset, 0 in ours, is not read); v(0) = v_reset = 0 — the NIR spec's IF, the same as
+            snnTorch on the snntorch profile and as qcfs.runtime.nir_stock "stock" (bit for bit, tested). Norse
+            reads a LIF as LIFBoxCell, dv = dt/τ·(I + v_leak − v) with its dt = 1e-3, so the snntorch profile's
+            τ = 1e12 LIF never spikes there: Norse needs the readers profile. Not qcfs's IF (v(0) = θ/2, spike
+            on v ≥ θ, v −= θ): all three differ, asserted next to the NumPy reference on one neuron in the test.
+None reads the qcfs_v_init metadata (NIR has no initial state), so all start from v = 0, not θ/2, and only
+sinabs keeps reset by subtraction. None reads an I node (the default profile's readout): snnTorch refuses it;
+sinabs maps it to nothing and outputs the current into it, so sinabs runs the default and the readers profile
+alike; Norse maps it to nothing too (nirtorch drops its edges and returns the last module's output).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +46,7 @@ from qcfs.errors import BackendError, ModelFileError
 from qcfs.runtime.result import SimResult
 from qcfs.semantics import encode_input
 
-READERS = ("sinabs", "snntorch")
+READERS = ("sinabs", "snntorch", "norse")
 
 
 def _graph(graph_or_path):  # type: ignore[no-untyped-def]
@@ -148,9 +157,58 @@ def simulate_snntorch(graph_or_path: Any, images01: np.ndarray, Ts: list[int]) -
     return _result(per_step, counts, Ts, "nir-snntorch")
 
 
+def simulate_norse(graph_or_path: Any, images01: np.ndarray, Ts: list[int]) -> SimResult:
+    """The graph as `norse.torch.from_nir(graph)` builds it (a nirtorch GraphExecutor), one sample at a time, one
+    call per step with the state the previous call returned (`out, state = model(x, state)`; state None at a
+    sample's first step: every neuron starts from Norse's v_reset = 0).
+
+    One sample at a time because Norse, like snnTorch, maps NIR's Flatten(start_dim=0) to
+    torch.nn.Flatten(0, -1), which also flattens a batch axis: the imported module runs unbatched [C, H, W] inputs
+    only. start_dim 0 is right for NIR (its shapes have no batch axis; nir's type check infers [C·H·W] from it),
+    so the file stays as it is; torch.func.vmap cannot batch it either (Norse's SuperSpike autograd.Function
+    defines no vmap rule)."""
+    import torch
+
+    try:
+        import norse.torch as norse_torch
+    except ImportError as err:
+        raise BackendError(f"norse is not installed ({err}); scripts/setup_env.sh installs it") from None
+    Ts = sorted({int(t) for t in Ts})
+    T_max = max(Ts)
+    graph = copy.deepcopy(_graph(graph_or_path))
+    x_all = encoded_input(graph, images01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # from_nir calls nirtorch.load, deprecated in 2.x
+        model = norse_torch.from_nir(graph).eval()
+    neuron_types = (norse_torch.IAFCell, norse_torch.LIFBoxCell)  # what it makes of IF and LIF nodes
+    neurons = {name: m for name, m in model.named_modules() if isinstance(m, neuron_types)}
+    seen: dict[str, torch.Tensor] = {}
+    for name, m in neurons.items():  # a cell returns (spikes, state)
+        m.register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(name, out[0]))
+    n = len(x_all)
+    per_step: np.ndarray | None = None
+    counts = {name: np.zeros((n, T_max)) for name in neurons}
+    with torch.no_grad():
+        for i in range(n):
+            x = torch.from_numpy(x_all[i])
+            state = None
+            for t in range(T_max):
+                out, state = model(x, state)
+                out = out.reshape(-1).double().numpy()
+                if per_step is None:
+                    per_step = np.zeros((n, T_max, out.shape[-1]))
+                per_step[i, t] = out
+                for name, s in seen.items():
+                    counts[name][i, t] = float(s.sum())
+    assert per_step is not None
+    return _result(per_step, counts, Ts, "nir-norse")
+
+
 def simulate_reader(reader: str, graph_or_path: Any, images01: np.ndarray, Ts: list[int]) -> SimResult:
     if reader == "sinabs":
         return simulate_sinabs(graph_or_path, images01, Ts)
     if reader == "snntorch":
         return simulate_snntorch(graph_or_path, images01, Ts)
+    if reader == "norse":
+        return simulate_norse(graph_or_path, images01, Ts)
     raise ValueError(f"reader must be one of {READERS}, got {reader!r}")

@@ -1,5 +1,5 @@
-"""Our files in other people's tools, run unmodified: the `.nir` file in sinabs 3.1.3 and snnTorch 1.0.0 (the
-real readers, installed by scripts/setup_env.sh), and the `.snn.onnx` file in a second ONNX runtime
+"""Our files in other people's tools, run unmodified: the `.nir` file in sinabs 3.1.3, snnTorch 1.0.0 and Norse
+1.1.0 (the real readers, installed by scripts/setup_env.sh), and the `.snn.onnx` file in a second ONNX runtime
 (onnx.reference.ReferenceEvaluator), which must give onnxruntime's integers exactly.
 
 The readers' neuron semantics stated in README "Formats" and qcfs.runtime.nir_readers are checked here on one
@@ -164,6 +164,49 @@ def test_snntorch_equals_the_nir_stock_model(digits_net: IntNet, tmp_path: Path)
     assert sum(v.sum() for v in ref.spikes[16].values()) > 0
 
 
+# --- Norse --------------------------------------------------------------------------------------------------
+def test_norse_neuron_semantics(tmp_path: Path) -> None:
+    """Profile readers: each IF as Norse's IAFCell: v(0) = 0, v += I, one spike when v > θ, then v = 0 — the NIR
+    spec's IF, where qcfs (the NumPy reference on the same network) starts at θ/2, spikes on v ≥ θ and subtracts θ.
+    θ = 4, current 3: Norse v 3, 6 (spike, 0), 3, 6 (spike, 0), ...; qcfs v 2+3 = 5 (spike, 1), 4 (spike, 0), 3,
+    6 (spike, 2), 5 (spike, 1), 4 (spike, 0), 3, 6 (spike): 6 spikes in 8 steps where Norse has 4.
+    θ = 6, current 3: Norse v 3, 6 (not > 6), 9 (spike, 0), ...; qcfs v 6 (spike, 0), 3, 6 (spike), ...
+    θ = 6, current 13: one spike per step in both (binary IF; sinabs emits 2)."""
+    pytest.importorskip("norse")
+    from qcfs.runtime.nir_readers import simulate_norse
+
+    x = np.zeros((1, 1, 1, 1), np.float32)
+    Ts = list(range(1, 9))
+    for theta, current, norse_steps, qcfs_steps in ((4, 3, [0, 1, 0, 1, 0, 1, 0, 1], [1, 1, 0, 1, 1, 1, 0, 1]),
+                                                    (6, 3, [0, 0, 1, 0, 0, 1, 0, 0], [1, 0, 1, 0, 1, 0, 1, 0]),
+                                                    (6, 13, [1] * 8, [1] * 8)):
+        net = one_neuron(theta, current)
+        got = simulate_norse(export_nir(net, tmp_path / f"n{theta}_{current}.nir", profile="readers"), x, Ts)
+        assert per_step(got, 8) == norse_steps, (theta, current)
+        assert per_step(simulate(net, x, Ts, progress=False), 8) == qcfs_steps, (theta, current)
+
+
+def test_norse_equals_the_nir_stock_model(digits_net: IntNet, readers_file: Path, tmp_path: Path) -> None:
+    """What Norse computes on the digits file is qcfs.runtime.nir_stock's "stock" semantics (the NIR spec's IF):
+    same logits and spike counts, bit for bit (integer weights, inputs and thresholds: exact in float32). The
+    default profile's I node, which Norse maps to nothing, gives the same logits as the readers profile."""
+    pytest.importorskip("norse")
+    from qcfs.runtime.nir_readers import simulate_norse
+    from qcfs.runtime.nir_stock import strip_qcfs_metadata
+
+    x, y = load_split("digits", "test")
+    x, y = x[::24], y[::24]  # 15 samples spread over the test split
+    got = simulate_norse(readers_file, x, [1, 4, 16])
+    stock = tmp_path / "stock.nir"
+    nir.write(stock, strip_qcfs_metadata(to_nir_graph(digits_net)))
+    ref = simulate_nir(stock, x, [1, 4, 16], input_spec=digits_net.input, progress=False)
+    for T in (1, 4, 16):
+        assert np.array_equal(got.logits[T], ref.logits[T]), T
+        assert sorted(v.sum() for v in got.spikes[T].values()) == sorted(v.sum() for v in ref.spikes[T].values())
+    assert sum(v.sum() for v in ref.spikes[16].values()) > 0
+    assert got.accuracy(y)[16] > 0.8  # measured on all samples: BENCHMARKS.md section 5
+    default = simulate_norse(export_nir(digits_net, tmp_path / "default.nir"), x, [1, 4, 16])
+    assert all(np.array_equal(default.logits[T], got.logits[T]) for T in got.Ts)
 
 
 # --- SNN-ONNX in a second runtime ---------------------------------------------------------------------------
