@@ -54,7 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--model", help="default: models/<dataset>/model.onnx")
-    ap.add_argument("--limit", type=int, help="first N test samples (default: all)")
+    ap.add_argument("--limit", type=int, help="N test samples spread evenly over the whole test split (default: all)")
     ap.add_argument("--T", default="1,2,4,8,16,32")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
@@ -66,8 +66,11 @@ def main() -> None:
     Ts = sorted({int(t) for t in args.T.split(",")})
     model = Path(args.model or ROOT / "models" / args.dataset / "model.onnx")
     x, y = load_split(args.dataset, "test")
-    if args.limit:
-        x, y = x[:args.limit], y[:args.limit]
+    if args.limit:  # spread over the whole split (qcfs-run's rule), never its first N
+        from qcfs.data.subset import subset_indices
+
+        keep = subset_indices(len(y), args.limit, "spread")
+        x, y = x[keep], y[keep]
     net = to_intnet(canonical_onnx(model))
     runs, seconds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +94,7 @@ def main() -> None:
                 row[f"{name}_differs"] = round(100.0 * float((res.predictions(T) != ref).mean()), 1)
         rows.append(row)
     doc = {"dataset": args.dataset, "model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
-           "samples": int(len(y)), "Ts": Ts, "rows": rows, "seconds": seconds,
+           "samples": int(len(y)), "subset": "all" if not args.limit else "spread", "Ts": Ts, "rows": rows, "seconds": seconds,
            "versions": {"nir": nir.__version__, "sinabs": sinabs.__version__, "snntorch": snntorch.__version__,
                         "norse": norse.__version__},
            "machine": _cpu(), "date": time.strftime("%Y-%m-%d"),
