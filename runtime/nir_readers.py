@@ -38,6 +38,7 @@ import copy
 import io
 import warnings
 from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,43 @@ def encoded_input(graph, images01: np.ndarray) -> np.ndarray:  # type: ignore[no
     return np.ascontiguousarray(x, dtype=np.float32)  # |x| <= 2^(bits-1): exact in float32
 
 
+def _prepared(graph_or_path: Any, images01: np.ndarray, Ts: list[int]) -> tuple[list[int], Any, np.ndarray]:
+    """(sorted distinct Ts, a private copy of the graph (the readers may alter it), its encoded input)."""
+    graph = copy.deepcopy(_graph(graph_or_path))
+    return sorted({int(t) for t in Ts}), graph, encoded_input(graph, images01)
+
+
+def _spike_hooks(neurons: dict[str, Any], spikes_of: Callable[[Any], Any] = lambda out: out) -> dict[str, Any]:
+    """A dict that each neuron module's forward hook fills with its latest spikes (`spikes_of` its output)."""
+    seen: dict[str, Any] = {}
+    for name, m in neurons.items():
+        m.register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(name, spikes_of(out)))
+    return seen
+
+
+def _run_unbatched(x_all: np.ndarray, T_max: int, seen: dict[str, Any], names: Iterable[str],
+                   steps: Callable[[Any], Iterator[Any]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(readout per step [N, T_max, classes], spikes per step per neuron module) for a reader that runs one
+    [C, H, W] sample at a time: `steps(x)` starts the sample from the reader's initial state and yields the
+    graph's output of each step (its neuron hooks fill `seen` meanwhile)."""
+    import torch
+
+    n = len(x_all)
+    per_step: np.ndarray | None = None
+    counts = {name: np.zeros((n, T_max)) for name in names}
+    with torch.no_grad():
+        for i in range(n):
+            for t, out in zip(range(T_max), steps(torch.from_numpy(x_all[i]))):
+                out = out.reshape(-1).double().numpy()
+                if per_step is None:
+                    per_step = np.zeros((n, T_max, out.shape[-1]))
+                per_step[i, t] = out
+                for name, s in seen.items():
+                    counts[name][i, t] = float(s.sum())
+    assert per_step is not None
+    return per_step, counts
+
+
 def _result(per_step: np.ndarray, counts: dict[str, np.ndarray], Ts: list[int], backend: str) -> SimResult:
     """per_step [N, T_max, classes] outputs, counts[layer] [N, T_max] spikes -> SimResult at every T."""
     run_logits = np.cumsum(per_step.astype(np.float64), axis=1)
@@ -87,15 +125,11 @@ def simulate_sinabs(graph_or_path: Any, images01: np.ndarray, Ts: list[int], *, 
         from sinabs import from_nir
     except ImportError as err:
         raise BackendError(f"sinabs is not installed ({err}); scripts/setup_env.sh installs it") from None
-    Ts = sorted({int(t) for t in Ts})
+    Ts, graph, x_all = _prepared(graph_or_path, images01, Ts)
     T_max = max(Ts)
-    graph = copy.deepcopy(_graph(graph_or_path))
-    x_all = encoded_input(graph, images01)
     model = from_nir(graph, num_timesteps=T_max).eval()
     neurons = {name: m for name, m in model.named_modules() if isinstance(m, sinabs.layers.IAFSqueeze)}
-    seen: dict[str, torch.Tensor] = {}
-    for name, m in neurons.items():
-        m.register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(name, out))
+    seen = _spike_hooks(neurons)
     n = len(x_all)
     per_step: np.ndarray | None = None
     counts = {name: np.zeros((n, T_max)) for name in neurons}
@@ -127,33 +161,20 @@ def simulate_snntorch(graph_or_path: Any, images01: np.ndarray, Ts: list[int]) -
         from snntorch.import_nir import import_from_nir
     except ImportError as err:
         raise BackendError(f"snntorch is not installed ({err}); scripts/setup_env.sh installs it") from None
-    Ts = sorted({int(t) for t in Ts})
-    T_max = max(Ts)
-    graph = copy.deepcopy(_graph(graph_or_path))
-    x_all = encoded_input(graph, images01)
+    Ts, graph, x_all = _prepared(graph_or_path, images01, Ts)
     with contextlib.redirect_stdout(io.StringIO()):  # the importer prints its RNN search
         model = import_from_nir(graph).eval()
     neurons = {name: m for name, m in model.named_modules() if isinstance(m, snntorch.Leaky)}
-    seen: dict[str, torch.Tensor] = {}
-    for name, m in neurons.items():
-        m.register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(name, out))
-    n = len(x_all)
-    per_step: np.ndarray | None = None
-    counts = {name: np.zeros((n, T_max)) for name in neurons}
-    with torch.no_grad():
-        for i in range(n):
-            for m in neurons.values():
-                m.mem = torch.zeros(0)  # a shape mismatch: the next call starts from zeros (snnTorch's own rule)
-            x = torch.from_numpy(x_all[i])
-            for t in range(T_max):
-                out = model(x)
-                out = (out[0] if isinstance(out, tuple) else out).reshape(-1).double().numpy()
-                if per_step is None:
-                    per_step = np.zeros((n, T_max, out.shape[-1]))
-                per_step[i, t] = out
-                for name, s in seen.items():
-                    counts[name][i, t] = float((s[0] if isinstance(s, tuple) else s).sum())
-    assert per_step is not None
+    seen = _spike_hooks(neurons, lambda out: out[0] if isinstance(out, tuple) else out)
+
+    def steps(x: torch.Tensor) -> Iterator[torch.Tensor]:
+        for m in neurons.values():
+            m.mem = torch.zeros(0)  # a shape mismatch: the next call starts from zeros (snnTorch's own rule)
+        while True:
+            out = model(x)
+            yield out[0] if isinstance(out, tuple) else out
+
+    per_step, counts = _run_unbatched(x_all, max(Ts), seen, neurons, steps)
     return _result(per_step, counts, Ts, "nir-snntorch")
 
 
@@ -173,34 +194,21 @@ def simulate_norse(graph_or_path: Any, images01: np.ndarray, Ts: list[int]) -> S
         import norse.torch as norse_torch
     except ImportError as err:
         raise BackendError(f"norse is not installed ({err}); scripts/setup_env.sh installs it") from None
-    Ts = sorted({int(t) for t in Ts})
-    T_max = max(Ts)
-    graph = copy.deepcopy(_graph(graph_or_path))
-    x_all = encoded_input(graph, images01)
+    Ts, graph, x_all = _prepared(graph_or_path, images01, Ts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # from_nir calls nirtorch.load, deprecated in 2.x
         model = norse_torch.from_nir(graph).eval()
     neuron_types = (norse_torch.IAFCell, norse_torch.LIFBoxCell)  # what it makes of IF and LIF nodes
     neurons = {name: m for name, m in model.named_modules() if isinstance(m, neuron_types)}
-    seen: dict[str, torch.Tensor] = {}
-    for name, m in neurons.items():  # a cell returns (spikes, state)
-        m.register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(name, out[0]))
-    n = len(x_all)
-    per_step: np.ndarray | None = None
-    counts = {name: np.zeros((n, T_max)) for name in neurons}
-    with torch.no_grad():
-        for i in range(n):
-            x = torch.from_numpy(x_all[i])
-            state = None
-            for t in range(T_max):
-                out, state = model(x, state)
-                out = out.reshape(-1).double().numpy()
-                if per_step is None:
-                    per_step = np.zeros((n, T_max, out.shape[-1]))
-                per_step[i, t] = out
-                for name, s in seen.items():
-                    counts[name][i, t] = float(s.sum())
-    assert per_step is not None
+    seen = _spike_hooks(neurons, lambda out: out[0])  # a cell returns (spikes, state)
+
+    def steps(x: torch.Tensor) -> Iterator[torch.Tensor]:
+        state = None  # every neuron starts from Norse's v_reset = 0
+        while True:
+            out, state = model(x, state)
+            yield out
+
+    per_step, counts = _run_unbatched(x_all, max(Ts), seen, neurons, steps)
     return _result(per_step, counts, Ts, "nir-norse")
 
 
