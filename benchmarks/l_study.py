@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_table import TS, cpu_name, run_qcfs  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+from paper_table import TS, machine, run_qcfs, write_outputs  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
 
 
 def training_facts(path: str) -> dict:
@@ -104,14 +103,8 @@ def main() -> None:
             f"{100 * x['accuracy']:.2f}" for x in result["results"]) + f" ({seconds:.0f} s)", flush=True)
     doc = {"command": "python benchmarks/l_study.py " + " ".join(f"--run {lb}={p}" for lb, p in args.run)
            + f" --data-dir {args.data_dir} --backend {args.backend} --out {args.out}",
-           "machine": f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores", "runs": runs}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
-    md = markdown(doc)
-    out.with_suffix(".md").write_text(md + "\n")
-    plot(doc, out.with_suffix(".png"))
-    print(md)
+           "machine": machine(), "runs": runs}
+    print(write_outputs(doc, args.out, markdown, plot))
 
 
 if __name__ == "__main__":

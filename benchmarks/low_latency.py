@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_table import cpu_name  # noqa: E402  (benchmarks/ is a folder of scripts)
+from paper_table import machine  # noqa: E402  (benchmarks/ is a folder of scripts)
 from qcfs import pipeline
 from qcfs.evaluate import ann_correct
 from qcfs.data import load_split
@@ -88,7 +87,7 @@ def main() -> None:
     doc: dict = {
         "command": "python benchmarks/low_latency.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, "")),
-        "machine": f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores",
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "dataset": args.dataset, "model": args.model, "test_samples": int(len(y)),
         "calib_samples": int(len(yc)), "backend": args.backend,

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TS = [1, 2, 4, 8, 16, 32]
@@ -37,6 +39,23 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """The CPU model and the cores this process may use, as every record here names the machine."""
+    return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores"
+
+
+def write_outputs(doc: dict, prefix: str, markdown: Callable[[dict], str],
+                  plot: Callable[[dict, Path], None]) -> str:
+    """PREFIX.json, PREFIX.md and PREFIX.png from one result document; returns the Markdown table."""
+    out = Path(prefix)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
+    md = markdown(doc)
+    out.with_suffix(".md").write_text(md + "\n")
+    plot(doc, out.with_suffix(".png"))
+    return md
 
 
 def run_qcfs(model: str, data_dir: str, backend: str) -> tuple[dict, float, str]:
@@ -140,13 +159,7 @@ def main() -> None:
         doc["calibrated"] = calibrated_rows(ll)
         doc["low_latency_command"] = ll["command"]
         doc["low_latency_test_samples"] = ll["test_samples"]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
-    md = markdown(doc)
-    out.with_suffix(".md").write_text(md + "\n")
-    plot(doc, out.with_suffix(".png"))
-    print(md)
+    print(write_outputs(doc, args.out, markdown, plot))
     print(f"qcfs-run (whole test split, T = {TS[0]}…{TS[-1]}, {doc['qcfs_run']}): {doc['qcfs_run_seconds']:.0f} s")
 
 
@@ -156,7 +169,7 @@ def measure(args: argparse.Namespace) -> dict:
         "command": "python benchmarks/paper_table.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "low_latency"),
         "qcfs_run": command, "qcfs_run_seconds": round(seconds, 1),
-        "machine": f"{cpu_name()}, {len(__import__('os').sched_getaffinity(0))} cores",
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "arch": args.label,
         "ours": ours,
