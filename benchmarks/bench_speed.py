@@ -51,6 +51,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHIPPED = {"cnn": "fashion-mnist", "resnet20": "cifar10-resnet20", "cifarnet": "cifar10"}
 MD_START, MD_END = "<!-- bench_speed:start -->", "<!-- bench_speed:end -->"
+# Images per call tried for the ANN baseline and the peer: each is timed at all of them (and at the whole
+# batch), and the fastest counts, so a cache-sized call does not favour qcfs's ort backend (RUN_SAMPLES = 16).
+PER_CALL = (16, 4, 1)
+# Pause before each timed call. Why: the previous backend's worker threads busy-wait after their last task
+# (OpenBLAS for ~2^28 cycles, onnxruntime's and OpenMP's spinning pools for less) and, on two cores, slow the
+# next backend by up to 2× depending only on which ran before it; measured here on 2026-12-05.
+SETTLE_S = 0.3
 
 
 # --- networks ---------------------------------------------------------------------------------------------
@@ -64,24 +71,42 @@ def load(name: str):  # type: ignore[no-untyped-def]
     return bnr.build(name)
 
 
-def ann_runner(model, images: np.ndarray, threads: int) -> Callable[[], object]:  # type: ignore[no-untyped-def]
+def ann_runner(model, images: np.ndarray, threads: int, per_call: int = 0) -> Callable[[], object]:  # type: ignore[no-untyped-def]
+    """onnxruntime's fp32 ANN over `images`, `per_call` images per session.run (0: all at once)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    feed = {sess.get_inputs()[0].name: ((images - 0.5) / 0.25).astype(np.float32)}
-    return lambda: sess.run(None, feed)
+    name = sess.get_inputs()[0].name
+    x = ((images - 0.5) / 0.25).astype(np.float32)
+    step = per_call or len(x)
+    return lambda: [sess.run(None, {name: x[i : i + step]}) for i in range(0, len(x), step)]
 
 
 def ort_runner(net: IntNet, images: np.ndarray, T: int, kernels: str, threads: int) -> Callable[[], object]:
-    """session.run of the exported graph on the whole batch (building the session is a one-off)."""
+    """The ort backend's loop as qcfs-run runs it (run_session: its own images per session.run, results
+    gathered); graph and session are built once, outside the timing."""
     from qcfs.exporters.snn_onnx import build_snn_onnx
-    from qcfs.runtime.ort_snn import session
+    from qcfs.runtime.ort_snn import run_session, session
 
     sess = session(build_snn_onnx(net, kernels), threads)
-    feed = {"images": np.ascontiguousarray(images, dtype=np.float64), "T": np.array(T, dtype=np.int64)}
-    return lambda: sess.run(None, feed)
+    return lambda: run_session(sess, net, images, [T])
+
+
+def fused_runner(net: IntNet, images: np.ndarray, T: int, threads: int) -> Callable[[], object]:
+    """The fused backend (onnxruntime currents + numba IF) as qcfs-run calls it; sessions built once."""
+    from qcfs.runtime.fused_snn import FusedPlan, simulate_fused
+
+    plan = FusedPlan(net, threads)
+    return lambda: simulate_fused(net, images, [T], batch_size=len(images), progress=False, plan=plan)
+
+
+def chunked(f: Callable[[np.ndarray], Callable[[], object]], images: np.ndarray, per_call: int
+            ) -> Callable[[], object]:
+    """A runner over `images` in calls of `per_call` images (each call's runner built once, outside timing)."""
+    calls = [f(images[i : i + per_call]) for i in range(0, len(images), per_call)]
+    return lambda: [c() for c in calls]
 
 
 def sj_runner(net: IntNet, images: np.ndarray, T: int, multi_step: bool) -> Callable[[], object]:
@@ -179,6 +204,7 @@ def runners(net: IntNet, ann, images: np.ndarray, T: int, threads: int) -> dict[
     b = len(images)
     out: dict[str, Callable[[], object]] = {
         "ann (ort fp32)": ann_runner(ann, images, threads),
+        **{f"ann (ort fp32, {c}/call)": ann_runner(ann, images, threads, c) for c in PER_CALL if c < b},
         "numpy": lambda: simulate(net, images, [T], batch_size=b, progress=False),
         "numpy-before": numpy_before(lambda: simulate(net, images, [T], batch_size=b, progress=False,
                                                       synapse="dense")),
@@ -192,14 +218,21 @@ def runners(net: IntNet, ann, images: np.ndarray, T: int, threads: int) -> dict[
         out["ort-float32"] = ort_runner(net, images, T, "float32", threads)
     except ValueError as err:
         print(f"  ort-float32 not exact here: {err}", flush=True)
+    try:
+        out["fused"] = fused_runner(net, images, T, threads)
+    except ValueError as err:
+        print(f"  fused not exact here: {err}", flush=True)
     out["torch-f32"] = lambda: simulate_torch(net, images, [T], batch_size=b, progress=False)
     out["torch-f64"] = lambda: simulate_torch(net, images, [T], batch_size=b, progress=False,
                                               precision="float64")
     try:
         import spikingjelly.activation_based.neuron  # noqa: F401
 
-        out["spikingjelly-single"] = sj_runner(net, images, T, multi_step=False)
-        out["spikingjelly-multi"] = sj_runner(net, images, T, multi_step=True)
+        for mode in ("single", "multi"):
+            out[f"spikingjelly-{mode}"] = sj_runner(net, images, T, multi_step=mode == "multi")
+            for c in (c for c in PER_CALL if 1 < c < b):  # the peer gets the same chance at cache-sized calls
+                out[f"spikingjelly-{mode} ({c}/call)"] = chunked(
+                    lambda x, mode=mode: sj_runner(net, x, T, multi_step=mode == "multi"), images, c)
     except ImportError as err:
         print(f"  SpikingJelly unavailable ({err}); peer rows skipped", flush=True)
     return out
@@ -264,21 +297,30 @@ def measure(name: str, batch: int, T: int, reps: int, threads: int, only: set[st
     times: dict[str, list[float]] = {k: [] for k in rs}
     for _ in range(reps):
         for label, f in rs.items():
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             f()
             times[label].append(time.perf_counter() - t0)
-    ann_s = statistics.median(times["ann (ort fp32)"]) / batch
+    anns = [k for k in rs if k.startswith("ann")]
+    base = min(anns, key=lambda k: statistics.median(times[k]))  # the ANN's fastest images-per-call
+    ann_s = statistics.median(times[base]) / batch
     res = results["numpy"]
     neurons = sum(int(np.prod(l.shape)) for l in net.if_layers)
     rate = sum(float(c.mean()) for c in res.spikes[T].values()) / neurons / T
     rows = []
     for label in rs:
-        per = statistics.median(times[label]) / (batch if label.startswith("ann") else batch * T)
+        units = batch if label.startswith("ann") else batch * T
+        per = statistics.median(times[label]) / units
+        # paired: this backend's time over the baseline ANN's in the same round, median over rounds (load that
+        # hits one round hits both); spread = the rounds' lowest and highest ratio
+        paired = [t / units / (a / batch) for t, a in zip(times[label], times[base])]
         rows.append({"net": name, "backend": label, "batch": batch, "T": T,
-                     "unit": "image" if label.startswith("ann") else "image·step",
-                     "ms_per_unit": 1e3 * per, "ratio_to_ann": per / ann_s, "times_s": times[label],
+                     "unit": "image" if label.startswith("ann") else "image·step", "baseline": base,
+                     "ms_per_unit": 1e3 * per, "ratio_to_ann": statistics.median(paired),
+                     "ratio_range": [min(paired), max(paired)], "times_s": times[label],
                      "peak_rss_growth_mib": peaks[label] / 2**20, "spikes_per_neuron_per_step": rate})
-        print(f"{name:9s} {label:20s} {1e3 * per:9.3f} ms/{rows[-1]['unit']:11s} ratio {per / ann_s:6.2f}  "
+        print(f"{name:9s} {label:34s} {1e3 * per:9.3f} ms/{rows[-1]['unit']:11s} ratio "
+              f"{rows[-1]['ratio_to_ann']:6.2f}  "
               f"peak +{peaks[label] / 2**20:7.1f} MiB", flush=True)
     from qcfs.exporters.snn_onnx import choose_kernels
 

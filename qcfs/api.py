@@ -34,7 +34,7 @@ __all__ = ["Network", "SimResult", "convert", "export_onnx", "load", "train", "S
 # what `Network.save` writes, by format name, and the suffix that selects it when no format is given
 SAVE_FORMATS: dict[str, str] = {"intnet": ".intnet.npz", "lava": ".lava.npz", "netx": ".net.h5", "nir": ".nir",
                                 "snn-onnx": ".snn.onnx", "onnx": ".onnx"}
-BACKENDS = ("numpy", "torch", "ort", "lava", "netx")
+BACKENDS = ("numpy", "torch", "ort", "fused", "lava", "netx")
 DEFAULT_TS = (1, 2, 4, 8, 16, 32)
 
 
@@ -74,8 +74,8 @@ class Network:
                  timing: str = "sync", batch: int = 256, progress: bool = False, **options: Any) -> SimResult:
         """Simulate `images` ([N, C, H, W] floats in [0, 1]) for every T in one run of max(T) steps.
 
-        backend: numpy (reference), torch, ort (onnxruntime on the SNN graph), lava, netx (README "Fast exact
-        backends", "Formats"); the integer backends agree bit for bit. `options` go to qcfs.simulate.SimOptions
+        backend: numpy (reference), torch, ort (onnxruntime on the SNN graph), fused (onnxruntime int8 GEMMs and
+        a numba IF loop), lava, netx (README "Fast exact backends", "Formats"); the integer backends agree bit for bit. `options` go to qcfs.simulate.SimOptions
         (device, pre_steps, netx_semantics, timeout, raster_neurons). Returns the SimResult: logits[T],
         spikes[T][layer], `accuracy(labels)`, `counts_arrays()`."""
         from qcfs.simulate import SimOptions, check_torch_device, run_backend

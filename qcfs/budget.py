@@ -27,8 +27,10 @@ from qcfs.intnet import IntNet
 # NumPy 2-6e9 MAC/s and ~200 µs per layer-step at batch 1, so these are 5x-10x faster than observed.
 # onnxruntime's SNN graph did 1.3e11 dense-equivalent MAC/s there (cifarnet, 10,000 images at T = 32 in
 # 170 s, 2026-12-05): under the numpy rate its notice claimed "at least 12.6 min" for a 3-minute run
-MAC_RATE = {"numpy": 3e10, "ort": 1e12, "torch-cpu": 3e10, "torch-cuda": 5e13, "lava": 1e9}
-STEP_OVERHEAD_S = {"numpy": 2e-5, "ort": 1e-5, "torch-cpu": 1e-5, "torch-cuda": 1e-5, "lava": 1e-4}
+# The fused backend ran 1.2-1.8x as fast as the SNN graph there (benchmarks/bench_speed.py): the same bound.
+MAC_RATE = {"numpy": 3e10, "ort": 1e12, "fused": 1e12, "torch-cpu": 3e10, "torch-cuda": 5e13, "lava": 1e9}
+STEP_OVERHEAD_S = {"numpy": 2e-5, "ort": 1e-5, "fused": 1e-5, "torch-cpu": 1e-5, "torch-cuda": 1e-5,
+                   "lava": 1e-4}
 # Lava's input: a RingBuffer of int32 columns, one per step, for a chunk of samples that the worker sizes to
 # at most LAVA_MAX_RING_ELEMS elements but never less than one sample (in_elems x T: 2.6 GB at T = 10^7 for
 # 8x8 digits). It is held at least LAVA_RING_COPIES times at once: np.repeat's result in the builder and the

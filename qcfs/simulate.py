@@ -68,6 +68,8 @@ def run_backend(net: IntNet, images01: np.ndarray, opts: SimOptions) -> SimResul
         return _on_torch(net, images01, opts)
     if opts.backend == "ort":
         return _on_ort(net, images01, opts)
+    if opts.backend == "fused":
+        return _on_fused(net, images01, opts)
     return simulate_numpy(net, images01, Ts, opts.timing, opts.batch, opts.raster_neurons, opts.progress,
                           opts.pre_steps)
 
@@ -118,6 +120,20 @@ def _on_torch(net: IntNet, images01: np.ndarray, opts: SimOptions) -> SimResult:
                               progress=opts.progress, pre_steps=opts.pre_steps)
     except ValueError as err:
         raise QCFSError(f"cannot simulate this network: {err}") from None
+
+
+def _on_fused(net: IntNet, images01: np.ndarray, opts: SimOptions) -> SimResult:
+    """onnxruntime's int8 GEMMs and numba's IF loop (runtime/fused_snn.py)."""
+    try:
+        from qcfs.runtime.fused_snn import simulate_fused
+    except ImportError as err:
+        raise BackendError(f"fused backend unavailable ({err}); install numba") from None
+    try:
+        return simulate_fused(net, images01, list(opts.Ts), batch_size=opts.batch, progress=opts.progress)
+    except ImportError as err:  # numba is imported on first use
+        raise BackendError(f"fused backend unavailable ({err}); install numba") from None
+    except ValueError as err:
+        raise QCFSError(f"cannot simulate this network on the fused backend: {err}") from None
 
 
 def _on_ort(net: IntNet, images01: np.ndarray, opts: SimOptions) -> SimResult:

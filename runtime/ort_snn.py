@@ -16,6 +16,13 @@ from qcfs.intnet import IntNet
 from qcfs.runtime.result import SimResult
 
 SNN_ONNX_BYTES = 512 << 20  # rough budget for one session call: T·N spike maps and currents alive at once
+# At most this many images per session call. Why: each Scan step runs its ~6 elementwise IF operations over one
+# step's membrane of the whole call; with 16 images a resnet20 layer's membrane (16·64 KB) stays in L2, with 32
+# it does not. Measured (benchmarks/bench_speed.py, AMD EPYC 2 cores, 2026-12-05): 16 images per call ran
+# resnet20 0.72 → 0.55 and the cnn 0.69 → 0.46 of the fp32 ANN's time per image·step against 32 per call;
+# VGG-16 (convolution-bound) was the same at 16 and 32 and 8 % slower at 8. The samples do not interact, so
+# the results do not depend on it (tests run other chunkings).
+RUN_SAMPLES = 16
 
 
 def session(model, threads: int = 0):  # type: ignore[no-untyped-def]
@@ -30,9 +37,10 @@ def session(model, threads: int = 0):  # type: ignore[no-untyped-def]
 
 
 def chunk_size(net: IntNet, T: int) -> int:
-    """Samples per session call: int32 currents and uint8 spikes of every layer for T steps, per sample."""
+    """Samples per session call: at most RUN_SAMPLES, fewer when the int32 currents and uint8 spikes of every
+    layer for T steps would exceed SNN_ONNX_BYTES."""
     neurons = sum(int(np.prod(layer.shape)) for layer in net.layers)
-    return max(1, SNN_ONNX_BYTES // (T * neurons * 10))
+    return max(1, min(RUN_SAMPLES, SNN_ONNX_BYTES // (T * neurons * 10)))
 
 
 def _verified_model(path: str | Path, net: IntNet):  # type: ignore[no-untyped-def]
@@ -64,6 +72,16 @@ def simulate_ort(net: IntNet, images01: np.ndarray, Ts: list[int], *, model=None
     if isinstance(model, (str, Path)):  # a file runs only once verified, as the network `net` it states
         model = _verified_model(model, net)
     sess = session(model if model is not None else build_snn_onnx(net, kernels), threads)
+    return run_session(sess, net, images01, Ts, batch_size=batch_size, progress=progress)
+
+
+def run_session(sess, net: IntNet, images01: np.ndarray, Ts: list[int], *, batch_size: int = 256,  # type: ignore[no-untyped-def]
+                progress: bool = False) -> SimResult:
+    """Run an open session of `net`'s snn-onnx graph over images (float [N, C, H, W] in [0, 1]) in calls of at
+    most chunk_size images; simulate_ort's loop, separate so that a caller that times it (the speed benchmark)
+    can build the session once."""
+    Ts = sorted({int(t) for t in Ts})
+    images01 = np.asarray(images01, dtype=np.float64)
     names = [o.name for o in sess.get_outputs()]
     T = Ts[-1]
     n = len(images01)

@@ -19,6 +19,9 @@ $pip install -c "$here/constraints.txt" -e "$here[test,lava,formats,distributed,
 # tasks and datasets, which norse.torch.from_nir does not import; torchvision would pin its own torch), and its
 # other dependencies (torch, numpy, nir, nirtorch) are installed above.
 $pip install -c "$here/constraints.txt" --no-deps sinabs==3.1.3 snntorch==1.0.0 norse==1.1.0
+# SpikingJelly 2.0.0, the speed benchmark's peer (benchmarks/bench_speed.py): --no-deps because it declares
+# torchvision and torchaudio (a second torch build); its IF neurons need only torch and loguru.
+$pip install -c "$here/constraints.txt" --no-deps spikingjelly==2.0.0 loguru==0.7.3
 if [ "${QCFS_NO_LAVA:-0}" != "1" ]; then
   # lava-nc 0.10.0 declares Python < 3.11 but runs on 3.11 (qcfs.runtime.lava.compat patches the one
   # incompatibility at import time, without touching site-packages).

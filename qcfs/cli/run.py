@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from qcfs.runtime.result import SimResult
     from qcfs.simulate import SimOptions
 
-BACKENDS = ("numpy", "torch", "lava", "ort", "netx")
+BACKENDS = ("numpy", "torch", "lava", "ort", "fused", "netx")
 NETX_SEMANTICS = ("qcfs", "stock")
 DEVICES = ("cpu", "cuda")
 NORMALIZE_HELP = (
@@ -180,8 +180,8 @@ def check_args(args: argparse.Namespace) -> None:
     """Option combinations argparse cannot express; fail before any model or data is loaded."""
     if args.backend is None:
         args.backend = "ort" if (args.model or "").endswith(".snn.onnx") else "numpy"
-    if args.backend == "ort" and args.timing == "pipelined":
-        raise QCFSError("--backend ort is layer-synchronous only; use --timing sync or --backend numpy")
+    if args.backend in ("ort", "fused") and args.timing == "pipelined":
+        raise QCFSError(f"--backend {args.backend} is layer-synchronous only; use --timing sync or --backend numpy")
     if args.backend == "torch" and args.timing == "pipelined":
         raise QCFSError("--backend torch is layer-synchronous only; use --timing sync or --backend numpy")
     if args.device is not None and args.backend != "torch":

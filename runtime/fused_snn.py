@@ -1,0 +1,415 @@
+"""The `fused` backend: per layer, numba gathers the spike maps of all T steps into GEMM rows, onnxruntime's
+MatMulInteger multiplies them by the int8 weights (u8 × s8 → int32, VNNI where the CPU has it), and one numba
+loop runs the layer's IF recurrence in a single pass. Same integers as the NumPy reference (tests).
+
+Why this split, measured on resnet20 (2-core AMD EPYC, benchmarks/bench_speed.py, 2026-12-05):
+* the `ort` backend's graph spends most of its time outside the multiplications: im2col as Slice/Concat
+  nodes (the int8 graph) and a Scan whose body runs ~6 operators per step over the membrane;
+* onnxruntime's float Conv is as fast per step as the ANN's whole forward (same multiply-adds), so a float
+  SNN cannot get below the ANN per image·step; MatMulInteger was 1.8× faster than that Conv on these shapes;
+* im2col and the IF recurrence are loops no library provides for uint8 channel-last spike maps, and NumPy
+  runs them as several passes: numba compiles them into one pass each (the IF loop ran 5× faster than the
+  Scan on a resnet20 layer). A maintained JIT rather than C: nothing to build at install time.
+The numba loops are single-threaded (a run is one thread of numba plus onnxruntime's pool): numba's
+OpenMP pool busy-waits between calls and slowed onnxruntime's threads 2-4× on two cores, and its workqueue
+pool may not be entered from two threads at once (Dask workers do). onnxruntime's pool does not spin here.
+
+Exactness: every current is an integer sum in int32 (|partial sum| < 2^31 proved per synapse from the
+weights, as for the snn-onnx int8 kernels), the membrane is int64 and saturates at the profile's register
+width, and firing is qcfs.semantics.fire: v ≥ θ (graded: clip(floor(v/θ), 0, m)), then v − θ·s. Input-fed
+currents are computed once per chunk by the NumPy reference's own exact float64 synapse.
+Layer-synchronous timing only (as `ort`); integer-mode IntNets with int8 weights on spike-fed synapses
+(FusedPlan raises ValueError otherwise: use `ort` or `numpy` for those).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from qcfs.intnet import IntNet, Layer, Synapse
+from qcfs.runtime.numpy_synapse import SynapsePlan, _pool_factor, channel_last, exact_bound
+from qcfs.runtime.result import SimResult
+from qcfs.semantics import encode_input, membrane_limits
+
+INT32_LIMIT = 2**31
+FUSED_BYTES = 256 << 20  # per chunk: a layer's int32 currents, GEMM rows and uint8 spike maps for T steps
+
+
+# --- numba kernels (compiled on first use, cached on disk by numba) ----------------------------------------
+def _kernels():  # type: ignore[no-untyped-def]
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def window_sum(src, kh, kw, sh, sw, top, left, out):  # pragma: no cover - compiled
+        # out[n, i, j, c] = Σ src[n, i·sh − top + a, j·sw − left + b, c] over the window inside the map
+        N, H, W, C = src.shape
+        _, Ho, Wo, _ = out.shape
+        for n in range(N):
+            for i in range(Ho):
+                for j in range(Wo):
+                    for c in range(C):
+                        out[n, i, j, c] = 0
+                    for a in range(kh):
+                        y = i * sh - top + a
+                        if y < 0 or y >= H:
+                            continue
+                        for b in range(kw):
+                            x = j * sw - left + b
+                            if x < 0 or x >= W:
+                                continue
+                            for c in range(C):
+                                out[n, i, j, c] += src[n, y, x, c]
+
+    @njit(cache=True, nogil=True)
+    def im2col(src, kh, kw, sh, sw, top, left, out):  # pragma: no cover - compiled
+        # out[n, i, j, a, b, c] = src[n, i·sh − top + a, j·sw − left + b, c] (0 outside the map); out may be a
+        # view of wider rows (its last axis contiguous)
+        N, H, W, C = src.shape
+        _, ho, wo, _, _, _ = out.shape
+        for n in range(N):
+            for i in range(ho):
+                for a in range(kh):
+                    y = i * sh - top + a
+                    for j in range(wo):
+                        for b in range(kw):
+                            x = j * sw - left + b
+                            if y < 0 or y >= H or x < 0 or x >= W:
+                                for c in range(C):
+                                    out[n, i, j, a, b, c] = 0
+                            else:
+                                for c in range(C):
+                                    out[n, i, j, a, b, c] = src[n, y, x, c]
+
+    @njit(cache=True, nogil=True)
+    def if_layer(cur, has_cur, const, has_const, v0, theta, lo, hi, m, spikes, counts, values, i0, i1):  # pragma: no cover
+        # samples i0 ≤ i < i1 of cur int32 [T, B, n], const int64 [B, n]; v0 int64 [n];
+        # out: spikes uint8 [T, B, n], counts/values int64 [T, B]
+        steps, b, n = spikes.shape
+        v = np.empty(n, np.int64)
+        for i in range(i0, i1):
+            v[:] = v0
+            for t in range(steps):
+                c = 0
+                total = 0
+                for j in range(n):
+                    x = v[j]
+                    if has_cur:
+                        x += cur[t, i, j]
+                    if has_const:
+                        x += const[i, j]
+                    x = min(max(x, lo), hi)  # the saturating membrane register
+                    if m == 1:
+                        s = 1 if x >= theta else 0
+                    else:  # graded: clip(floor(v/θ), 0, m); // on int64 is floor division, as Python's
+                        s = min(max(x // theta, 0), m)
+                    spikes[t, i, j] = s
+                    v[j] = x - theta * s
+                    c += s != 0
+                    total += s
+                counts[t, i] = c
+                values[t, i] = total
+
+    return window_sum, im2col, if_layer
+
+
+_KERNELS = None
+
+
+def split(fn, n: int, pool) -> None:  # type: ignore[no-untyped-def]
+    """fn(i0, i1) over `pool`'s threads, each on a contiguous share of range(n) (the kernels release the GIL).
+    Why threads of our own and not numba's parallel loops: see the module docstring."""
+    workers = 1 if pool is None else pool._max_workers
+    if workers == 1 or n < 2:
+        fn(0, n)
+        return
+    bounds = np.linspace(0, n, min(workers, n) + 1).astype(int)
+    for f in [pool.submit(fn, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]:
+        f.result()
+
+
+def kernels():  # type: ignore[no-untyped-def]
+    global _KERNELS
+    if _KERNELS is None:
+        _KERNELS = _kernels()
+    return _KERNELS
+
+
+class _Buffers:
+    """Scratch arrays reused across layers and chunks. Why: a fresh 40 MB array per layer and chunk costs
+    page faults on first touch, which took as long as the im2col loop itself and varied 8× between runs."""
+
+    def __init__(self) -> None:
+        self._flat: dict[str, np.ndarray] = {}
+
+    def get(self, tag: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        flat = self._flat.get(tag)
+        if flat is None or flat.size < size:
+            flat = self._flat[tag] = np.empty(size, np.uint8)
+        return flat[:size].view(dtype).reshape(shape)
+
+
+# --- plan --------------------------------------------------------------------------------------------------
+@dataclass
+class _Gather:
+    """How one spike-fed synapse turns its source's spike maps [M, H, W, C] (uint8) into GEMM rows."""
+
+    source: str
+    kind: str  # "dense" | "conv"
+    sum_pool: tuple | None = None  # (kh, kw, sh, sw, top, left, out_hw) of a window-sum stage first
+    conv: tuple | None = None  # (kh, kw, sh, sw, top, left, out_hw), None for a pointwise conv (no copy)
+    k: int = 0  # GEMM row length
+
+    def source_map(self, src: np.ndarray, buf: _Buffers, j: int, pool) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """The map the rows are cut from: the spikes, or their window sums (scratch `j` per synapse)."""
+        if self.sum_pool is None:
+            return src
+        window_sum, _, _ = kernels()
+        kh, kw, sh, sw, top, left, (ho, wo) = self.sum_pool
+        out = buf.get(f"pooled{j}", (src.shape[0], ho, wo, src.shape[3]), np.uint8)
+        split(lambda a, b: window_sum(src[a:b], kh, kw, sh, sw, top, left, out[a:b]), len(src), pool)
+        return out
+
+    def write(self, src: np.ndarray, rows: np.ndarray, col0: int, pool) -> None:  # type: ignore[no-untyped-def]
+        """Write this synapse's GEMM rows into rows[:, col0 : col0 + k]."""
+        if self.kind == "dense" or self.conv is None:
+            rows[:, col0 : col0 + self.k] = src.reshape(rows.shape[0], self.k)
+            return
+        _, im2col, _ = kernels()
+        kh, kw, sh, sw, top, left, (ho, wo) = self.conv
+        view = rows[:, col0 : col0 + self.k].view()
+        view.shape = (src.shape[0], ho, wo, kh, kw, src.shape[3])  # raises rather than copy: writes must land
+        split(lambda a, b: im2col(src[a:b], kh, kw, sh, sw, top, left, view[a:b]), len(src), pool)
+
+
+@dataclass
+class _LayerPlan:
+    layer: Layer
+    shape: tuple[int, ...]  # channel-last
+    gathers: list[_Gather] = field(default_factory=list)
+    session: object = None  # onnxruntime: a0, a1, … (uint8 rows) -> cur (int32 [M, out channels]) incl. bias
+    constant: list[SynapsePlan] = field(default_factory=list)  # input-fed synapses (float64, exact)
+    bias: np.ndarray | None = None  # int64, channel-last; added to the constant current when there is one
+    v0: np.ndarray | None = None  # int64 [n], channel-last
+    theta: int = 0
+    k: int = 0  # GEMM row length: every synapse's rows side by side
+
+    @property
+    def readout(self) -> bool:
+        return self.layer.kind == "readout"
+
+
+def _gather(syn: Synapse, src_shape: tuple[int, ...], layer: Layer, m: int) -> tuple[_Gather, np.ndarray, float]:
+    """(gather, int8 weight matrix [K, O] in the gather's row order, exact bound of the products' sums)."""
+    from qcfs.exporters.snn_onnx import _conv_matrix
+
+    w = np.asarray(syn.weight)
+    x_max = float(m)
+    g = _Gather(source=syn.source, kind=syn.kind)
+    if syn.pool is not None:
+        p = syn.pool
+        (kh, kw), (sh, sw), (t, l, _, _) = p.kernel, p.stride, p.padding
+        out = p.out_shape(src_shape)
+        if p.size * m > 255:
+            raise ValueError(f"layer {layer.name}: window sums up to {p.size * m} do not fit uint8")
+        g.sum_pool = (kh, kw, sh, sw, t, l, tuple(out[1:]))
+        src_shape, x_max = tuple(out), float(p.size * m)
+    if syn.kind == "dense":
+        if len(src_shape) == 3:  # weight columns are C,H,W; the rows are H,W,C
+            c, h, wd = src_shape
+            w = w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+        g.k = int(np.prod(src_shape))
+        return g, w.T, exact_bound(w, x_max)
+    c, h, wd = src_shape
+    stride, padding = tuple(syn.stride), tuple(syn.padding)
+    small = _pool_factor(w, syn, h, wd)
+    if small is not None and g.sum_pool is None and syn.stride[0] ** 2 * m <= 255:
+        # s×s sum-pool then a stride-1 conv on the pooled grid: s² fewer multiply-adds, same sums
+        s = syn.stride[0]
+        g.sum_pool = (s, s, s, s, 0, 0, (h // s, wd // s))
+        w, h, wd, stride, padding = small, h // s, wd // s, (1, 1), tuple(p // s for p in padding)
+        x_max = float(s * s * m)
+    o, _, kh, kw = w.shape
+    top, left, bottom, right = padding
+    ho, wo = (h + top + bottom - kh) // stride[0] + 1, (wd + left + right - kw) // stride[1] + 1
+    if (kh, kw, stride) != (1, 1, (1, 1)) or any(padding):
+        g.conv = (kh, kw, stride[0], stride[1], top, left, (ho, wo))
+    g.k = kh * kw * c
+    return g, _conv_matrix(w, int(syn.groups)), exact_bound(w, x_max)
+
+
+def _session(layer: Layer, mat: np.ndarray, bias: np.ndarray | None, threads: int):  # type: ignore[no-untyped-def]
+    """onnxruntime session: cur = MatMulInteger(rows, W) (+ bias), int32; W stacks every synapse's weights."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from qcfs.exporters.snn_onnx import OPSET
+
+    inits = [numpy_helper.from_array(mat.astype(np.int8), "w")]
+    nodes = [helper.make_node("MatMulInteger", ["rows", "w"], ["prod" if bias is not None else "cur"])]
+    if bias is not None:
+        inits.append(numpy_helper.from_array(bias.astype(np.int32), "bias"))
+        nodes.append(helper.make_node("Add", ["prod", "bias"], ["cur"]))
+    graph = helper.make_graph(nodes, f"{layer.name}_currents",
+                              [helper.make_tensor_value_info("rows", TensorProto.UINT8, ["M", mat.shape[0]])],
+                              [helper.make_tensor_value_info("cur", TensorProto.INT32, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="qcfs")
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    # idle threads sleep: numba's loops run between two calls and would compete with spinning ones
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+class FusedPlan:
+    """Gathers, onnxruntime sessions and IF constants of an integer-mode IntNet, built once."""
+
+    def __init__(self, net: IntNet, threads: int = 0) -> None:
+        if net.mode != "int" or net.input.scale is None:
+            raise ValueError("the fused backend needs an integer-mode IntNet (export with --mode int)")
+        self.net = net
+        self.m = int(net.max_spikes_per_step)
+        if self.m > 255:
+            raise ValueError(f"max_spikes_per_step {self.m} does not fit uint8 spike maps")
+        self.lo, self.hi = membrane_limits(net.profile.membrane_bits)
+        shapes: dict[str, tuple[int, ...]] = {"input": tuple(int(d) for d in net.input.shape)}
+        self.layers: list[_LayerPlan] = []
+        for layer in net.layers:
+            shape = tuple(int(d) for d in layer.shape)
+            bias = np.asarray(layer.bias, dtype=np.float64)
+            if not np.array_equal(bias, np.rint(bias)):
+                raise ValueError(f"layer {layer.name}: non-integer bias")
+            lp = _LayerPlan(layer=layer, shape=channel_last(shape))
+            mats, bound = [], float(np.abs(bias).max(initial=0))
+            for syn in layer.synapses:
+                if syn.source == "input":
+                    lp.constant.append(SynapsePlan(syn, shapes["input"], np.dtype(np.float64)))
+                    continue
+                gather, mat, b_ = _gather(syn, shapes[syn.source], layer, self.m)
+                if not np.all((mat >= -128) & (mat <= 127)):
+                    raise ValueError(f"layer {layer.name}: weights from {syn.source} exceed int8; use --backend ort")
+                lp.gathers.append(gather)
+                mats.append(mat)
+                bound += b_
+            if bound >= INT32_LIMIT:
+                raise ValueError(f"layer {layer.name}: currents up to {bound:.3g} do not fit int32 sums")
+            bias_cl = bias.reshape(-1).astype(np.int64)  # per channel (last axis) or per unit
+            if lp.constant:
+                lp.bias = bias_cl
+            if mats:
+                lp.k = sum(g.k for g in lp.gathers)
+                lp.session = _session(layer, np.concatenate(mats, axis=0), None if lp.constant else bias_cl, threads)
+            if not lp.readout:
+                v0 = layer.v_init_full()
+                v0 = v0.transpose(1, 2, 0) if v0.ndim == 3 else v0
+                theta = float(layer.threshold)
+                if not np.array_equal(v0, np.rint(v0)) or not theta.is_integer():
+                    raise ValueError(f"layer {layer.name}: non-integer v_init or threshold")
+                lp.v0, lp.theta = v0.reshape(-1).astype(np.int64), int(theta)
+            self.layers.append(lp)
+            shapes[layer.name] = shape
+        self.last_use = {g.source: i for i, lp in enumerate(self.layers) for g in lp.gathers}
+        self.buffers = _Buffers()
+        workers = threads or os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="qcfs-fused") if workers > 1 else None
+
+    def chunk(self, T: int) -> int:
+        """Samples per chunk within FUSED_BYTES (the largest layer's currents and rows, T steps)."""
+        per_sample = T * max(int(np.prod(lp.shape)) * 4 + sum(g.k for g in lp.gathers) * int(np.prod(lp.shape[:-1]))
+                             for lp in self.layers)
+        return max(1, FUSED_BYTES // max(1, per_sample))
+
+    def run(self, x_int: np.ndarray, T: int):  # -> (logits [T, B, K] int64, counts {layer: [T, B]}, values)
+        """One chunk: x_int [B, C, H, W] encoded input integers; cumulative counts per layer [T, B]."""
+        _, _, if_layer = kernels()
+        b = len(x_int)
+        x_nhwc = np.ascontiguousarray(x_int.transpose(0, 2, 3, 1))
+        spikes: dict[str, np.ndarray] = {}
+        counts, values = {}, {}
+        dummy_cur, dummy_const = np.zeros((1, 1, 1), np.int32), np.zeros((1, 1), np.int64)
+        for i, lp in enumerate(self.layers):
+            n = int(np.prod(lp.shape))
+            const = None
+            if lp.constant:
+                const = sum(plan(x_nhwc) for plan in lp.constant) + lp.bias
+                const = np.rint(const).astype(np.int64).reshape(b, n)
+            cur = None
+            if lp.gathers:
+                cur = self.buffers.get("cur", (T, b, n), np.int32)
+                out_rows = T * b * n // lp.shape[-1]
+                maps = [g.source_map(spikes[g.source], self.buffers, j, self.pool) for j, g in enumerate(lp.gathers)]
+                g0 = lp.gathers[0]
+                if len(maps) == 1 and (g0.kind == "dense" or g0.conv is None):
+                    rows = maps[0].reshape(out_rows, g0.k)  # the spike map itself: no copy
+                else:  # every synapse's rows side by side: one GEMM with the stacked weights
+                    rows = self.buffers.get("rows", (out_rows, lp.k), np.uint8)
+                    col = 0
+                    for g, src in zip(lp.gathers, maps):
+                        g.write(src, rows, col, self.pool)
+                        col += g.k
+                bind = lp.session.io_binding()  # input and output in place: no copies, no fresh pages
+                bind.bind_cpu_input("rows", rows)
+                bind.bind_output("cur", "cpu", 0, np.int32, [out_rows, lp.shape[-1]], cur.ctypes.data)
+                lp.session.run_with_iobinding(bind)
+            for src in [src for src, last in self.last_use.items() if last == i]:
+                del spikes[src]
+            if lp.readout:
+                per_step = np.zeros((T, b, n), np.int64) if cur is None else cur.astype(np.int64)
+                if const is not None:
+                    per_step += const[None]
+                return np.cumsum(per_step, axis=0), counts, values
+            s = np.empty((T, b, n), np.uint8)
+            cnt = np.empty((T, b), np.int64)
+            val = np.empty((T, b), np.int64)
+            def if_part(a: int, z: int, cur=cur, const=const, lp=lp, s=s, cnt=cnt, val=val) -> None:
+                if_layer(dummy_cur if cur is None else cur, cur is not None, dummy_const if const is None else const,
+                         const is not None, lp.v0, lp.theta, self.lo, self.hi, self.m, s, cnt, val, a, z)
+
+            split(if_part, b, self.pool)
+            counts[lp.layer.name] = np.cumsum(cnt, axis=0)
+            if self.m > 1:
+                values[lp.layer.name] = np.cumsum(val, axis=0)
+            if lp.layer.name in self.last_use:
+                spikes[lp.layer.name] = s.reshape(T * b, *lp.shape)
+        raise ValueError("the last layer of an IntNet must be the readout")
+
+
+def simulate_fused(net: IntNet, images01: np.ndarray, Ts: list[int], *, batch_size: int = 256, threads: int = 0,
+                   progress: bool = True, plan: FusedPlan | None = None) -> SimResult:
+    """Simulate `images01` ([N, C, H, W] in [0, 1]) layer-synchronously for max(Ts) steps; counts and logits
+    at every T in Ts. `plan` (FusedPlan of `net`) lets a caller that times runs build it once."""
+    Ts = sorted({int(t) for t in Ts})
+    if not Ts or Ts[0] < 1:
+        raise ValueError("every T must be a positive integer")
+    images01 = np.asarray(images01, dtype=np.float64)
+    if images01.ndim == 3:
+        images01 = images01[:, None]
+    if tuple(images01.shape[1:]) != tuple(net.input.shape):
+        raise ValueError(f"images have shape {images01.shape[1:]}, the network expects {tuple(net.input.shape)}")
+    plan = plan or FusedPlan(net, threads)
+    T = Ts[-1]
+    n = len(images01)
+    m = plan.m
+    logits = {t: np.zeros((n, net.num_classes), dtype=np.int64) for t in Ts}
+    spikes = {t: {layer.name: np.zeros(n, dtype=np.int64) for layer in net.if_layers} for t in Ts}
+    values = {t: {layer.name: np.zeros(n, dtype=np.int64) for layer in net.if_layers} for t in Ts} if m > 1 else {}
+    step = max(1, min(batch_size, plan.chunk(T)))
+    for start in tqdm(range(0, n, step), desc="fused SNN", disable=not progress, leave=False):
+        x = encode_input(images01[start : start + step], net.input.mean, net.input.std, net.input.scale,
+                         net.input.bits)
+        out_logits, counts, vals = plan.run(x, T)
+        for t in Ts:
+            logits[t][start : start + len(x)] = out_logits[t - 1].reshape(len(x), -1)
+            for name, c in counts.items():
+                spikes[t][name][start : start + len(x)] = c[t - 1]
+                if m > 1:
+                    values[t][name][start : start + len(x)] = vals[name][t - 1]
+    return SimResult(Ts=Ts, logits=logits, spikes=spikes, backend="fused", timing="sync", values=values,
+                     max_spikes=m)
