@@ -177,11 +177,12 @@ class _Gather:
 
     def write(self, src: np.ndarray, rows: np.ndarray, col0: int, pool) -> None:  # type: ignore[no-untyped-def]
         """Write this synapse's GEMM rows into rows[:, col0 : col0 + k]."""
-        if self.kind == "dense" or self.conv is None:
+        if self.kind == "dense":
             rows[:, col0 : col0 + self.k] = src.reshape(rows.shape[0], self.k)
             return
         _, im2col, _ = kernels()
-        kh, kw, sh, sw, top, left, (ho, wo) = self.conv
+        # a pointwise conv's rows are the map itself: the 1×1 gather copies it (faster than NumPy's strided copy)
+        kh, kw, sh, sw, top, left, (ho, wo) = self.conv or (1, 1, 1, 1, 0, 0, src.shape[1:3])
         view = rows[:, col0 : col0 + self.k].view()
         view.shape = (src.shape[0], ho, wo, kh, kw, src.shape[3])  # raises rather than copy: writes must land
         split(lambda a, b: im2col(src[a:b], kh, kw, sh, sw, top, left, view[a:b]), len(src), pool)
