@@ -1,25 +1,28 @@
-"""The `fused` backend: per layer, numba gathers the spike maps of all T steps into GEMM rows, onnxruntime's
-MatMulInteger multiplies them by the int8 weights (u8 × s8 → int32, VNNI where the CPU has it), and one numba
-loop runs the layer's IF recurrence in a single pass. Same integers as the NumPy reference (tests).
+"""The `fused` backend: per layer, numba gathers the spike maps of all T steps into GEMM rows (every synapse of
+the layer side by side), onnxruntime's MatMulInteger multiplies them by the stacked int8 weights (u8 × s8 →
+int32; VNNI where the CPU has it), and one numba loop runs the layer's IF recurrence and counts its spikes.
+Same integers as the NumPy reference (tests/test_fused_snn.py).
 
-Why this split, measured on resnet20 (2-core AMD EPYC, benchmarks/bench_speed.py, 2026-12-05):
-* the `ort` backend's graph spends most of its time outside the multiplications: im2col as Slice/Concat
-  nodes (the int8 graph) and a Scan whose body runs ~6 operators per step over the membrane;
-* onnxruntime's float Conv is as fast per step as the ANN's whole forward (same multiply-adds), so a float
-  SNN cannot get below the ANN per image·step; MatMulInteger was 1.8× faster than that Conv on these shapes;
-* im2col and the IF recurrence are loops no library provides for uint8 channel-last spike maps, and NumPy
-  runs them as several passes: numba compiles them into one pass each (the IF loop ran 5× faster than the
-  Scan on a resnet20 layer). A maintained JIT rather than C: nothing to build at install time.
-The numba loops are single-threaded (a run is one thread of numba plus onnxruntime's pool): numba's
-OpenMP pool busy-waits between calls and slowed onnxruntime's threads 2-4× on two cores, and its workqueue
-pool may not be entered from two threads at once (Dask workers do). onnxruntime's pool does not spin here.
+Why this split, measured on resnet20 (2-core AMD EPYC with AVX-512 VNNI, 2026-12-05):
+* the `ort` backend's graph spends most of its time outside the multiplications: im2col as Slice/Concat nodes
+  (int8 kernels) or NCHWc reorders (float32), and a Scan whose body runs ~6 operators per step, each a pass
+  over the membrane;
+* onnxruntime's float Conv costs per step what the ANN's whole forward costs (the same multiply-adds), so a
+  float32 SNN cannot get below the ANN per image·step; MatMulInteger did the same products 1.8× faster;
+* im2col and the IF recurrence over uint8 channel-last spike maps are loops no library provides, and NumPy
+  runs them as several passes each: numba compiles each into one pass (the IF loop ran 5× faster than the
+  Scan on a resnet20 layer, 16 images, T = 8). A maintained JIT rather than C: nothing to build at install.
+Threads: the numba loops split their samples over this thread and a small pool (Workers; the loops release
+the GIL) rather than numba's own parallel loops, whose OpenMP pool busy-waits after each loop and slowed
+onnxruntime's GEMMs 2-4× on two cores, and whose workqueue pool must not be entered from two threads at once
+(Dask workers do). For the same reason the GEMM sessions do not let their idle threads spin.
 
-Exactness: every current is an integer sum in int32 (|partial sum| < 2^31 proved per synapse from the
-weights, as for the snn-onnx int8 kernels), the membrane is int64 and saturates at the profile's register
-width, and firing is qcfs.semantics.fire: v ≥ θ (graded: clip(floor(v/θ), 0, m)), then v − θ·s. Input-fed
-currents are computed once per chunk by the NumPy reference's own exact float64 synapse.
-Layer-synchronous timing only (as `ort`); integer-mode IntNets with int8 weights on spike-fed synapses
-(FusedPlan raises ValueError otherwise: use `ort` or `numpy` for those).
+Exactness: every current is an integer sum in int32 (|partial sum| < 2^31 proved per layer from the weights,
+as for the snn-onnx int8 kernels); the membrane is int64 and saturates at the profile's register width; the
+spike is qcfs.semantics.fire's: v ≥ θ (graded: clip(floor(v/θ), 0, m)), then v − θ·s. Input-fed currents are
+computed once per chunk by the NumPy reference's own exact float64 synapse. Layer-synchronous timing only (as
+`ort`); integer-mode IntNets whose spike-fed weights are int8 (FusedPlan raises ValueError otherwise: use `ort`
+or `numpy` for those).
 """
 
 from __future__ import annotations
@@ -120,23 +123,31 @@ def _kernels():  # type: ignore[no-untyped-def]
 _KERNELS = None
 
 
-def split(fn, n: int, pool) -> None:  # type: ignore[no-untyped-def]
-    """fn(i0, i1) over `pool`'s threads, each on a contiguous share of range(n) (the kernels release the GIL).
-    Why threads of our own and not numba's parallel loops: see the module docstring."""
-    workers = 1 if pool is None else pool._max_workers
-    if workers == 1 or n < 2:
-        fn(0, n)
-        return
-    bounds = np.linspace(0, n, min(workers, n) + 1).astype(int)
-    for f in [pool.submit(fn, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]:
-        f.result()
-
-
 def kernels():  # type: ignore[no-untyped-def]
+    """(window_sum, im2col, if_layer), compiled once per process (numba's disk cache makes it quick)."""
     global _KERNELS
     if _KERNELS is None:
         _KERNELS = _kernels()
     return _KERNELS
+
+
+class Workers:
+    """This thread plus a small pool: split(fn, n) runs fn(i0, i1) on contiguous shares of range(n) at once (the
+    numba loops release the GIL). Why threads of our own and not numba's parallel loops: module docstring."""
+
+    def __init__(self, threads: int) -> None:
+        self.count = max(1, threads)
+        self.pool = ThreadPoolExecutor(self.count - 1, thread_name_prefix="qcfs-fused") if self.count > 1 else None
+
+    def split(self, fn, n: int) -> None:  # type: ignore[no-untyped-def]
+        if self.pool is None or n < 2:
+            fn(0, n)
+            return
+        bounds = np.linspace(0, n, min(self.count, n) + 1).astype(int)
+        futures = [self.pool.submit(fn, int(a), int(b)) for a, b in zip(bounds[1:-1], bounds[2:])]
+        fn(0, int(bounds[1]))  # the first share in this thread: one wake-up fewer per call
+        for f in futures:
+            f.result()
 
 
 class _Buffers:
@@ -165,17 +176,17 @@ class _Gather:
     conv: tuple | None = None  # (kh, kw, sh, sw, top, left, out_hw), None for a pointwise conv (no copy)
     k: int = 0  # GEMM row length
 
-    def source_map(self, src: np.ndarray, buf: _Buffers, j: int, pool) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def source_map(self, src: np.ndarray, buf: _Buffers, j: int, pool: Workers) -> np.ndarray:
         """The map the rows are cut from: the spikes, or their window sums (scratch `j` per synapse)."""
         if self.sum_pool is None:
             return src
         window_sum, _, _ = kernels()
         kh, kw, sh, sw, top, left, (ho, wo) = self.sum_pool
         out = buf.get(f"pooled{j}", (src.shape[0], ho, wo, src.shape[3]), np.uint8)
-        split(lambda a, b: window_sum(src[a:b], kh, kw, sh, sw, top, left, out[a:b]), len(src), pool)
+        pool.split(lambda a, b: window_sum(src[a:b], kh, kw, sh, sw, top, left, out[a:b]), len(src))
         return out
 
-    def write(self, src: np.ndarray, rows: np.ndarray, col0: int, pool) -> None:  # type: ignore[no-untyped-def]
+    def write(self, src: np.ndarray, rows: np.ndarray, col0: int, pool: Workers) -> None:
         """Write this synapse's GEMM rows into rows[:, col0 : col0 + k]."""
         if self.kind == "dense":
             rows[:, col0 : col0 + self.k] = src.reshape(rows.shape[0], self.k)
@@ -185,7 +196,7 @@ class _Gather:
         kh, kw, sh, sw, top, left, (ho, wo) = self.conv or (1, 1, 1, 1, 0, 0, src.shape[1:3])
         view = rows[:, col0 : col0 + self.k].view()
         view.shape = (src.shape[0], ho, wo, kh, kw, src.shape[3])  # raises rather than copy: writes must land
-        split(lambda a, b: im2col(src[a:b], kh, kw, sh, sw, top, left, view[a:b]), len(src), pool)
+        pool.split(lambda a, b: im2col(src[a:b], kh, kw, sh, sw, top, left, view[a:b]), len(src))
 
 
 @dataclass
@@ -318,8 +329,7 @@ class FusedPlan:
             shapes[layer.name] = shape
         self.last_use = {g.source: i for i, lp in enumerate(self.layers) for g in lp.gathers}
         self.buffers = _Buffers()
-        workers = threads or os.cpu_count() or 1
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="qcfs-fused") if workers > 1 else None
+        self.pool = Workers(threads or os.cpu_count() or 1)
 
     def chunk(self, T: int) -> int:
         """Samples per chunk within FUSED_BYTES (the largest layer's currents and rows, T steps)."""
@@ -373,7 +383,7 @@ class FusedPlan:
                 if_layer(dummy_cur if cur is None else cur, cur is not None, dummy_const if const is None else const,
                          const is not None, lp.v0, lp.theta, self.lo, self.hi, self.m, s, cnt, val, a, z)
 
-            split(if_part, b, self.pool)
+            self.pool.split(if_part, b)
             counts[lp.layer.name] = np.cumsum(cnt, axis=0)
             if self.m > 1:
                 values[lp.layer.name] = np.cumsum(val, axis=0)
