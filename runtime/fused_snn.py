@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from qcfs.intnet import IntNet, Layer, Synapse
-from qcfs.runtime.numpy_synapse import SynapsePlan, _pool_factor, channel_last, exact_bound
+from qcfs.runtime.numpy_synapse import FLOAT64_EXACT_LIMIT, SynapsePlan, _pool_factor, channel_last, exact_bound
 from qcfs.runtime.result import SimResult
 from qcfs.semantics import encode_input, membrane_limits
 
@@ -173,7 +173,7 @@ class _Gather:
     source: str
     kind: str  # "dense" | "conv"
     sum_pool: tuple | None = None  # (kh, kw, sh, sw, top, left, out_hw) of a window-sum stage first
-    conv: tuple | None = None  # (kh, kw, sh, sw, top, left, out_hw), None for a pointwise conv (no copy)
+    conv: tuple | None = None  # (kh, kw, sh, sw, top, left, out_hw); None: pointwise (the map itself is the rows)
     k: int = 0  # GEMM row length
 
     def source_map(self, src: np.ndarray, buf: _Buffers, j: int, pool: Workers) -> np.ndarray:
@@ -204,7 +204,7 @@ class _LayerPlan:
     layer: Layer
     shape: tuple[int, ...]  # channel-last
     gathers: list[_Gather] = field(default_factory=list)
-    session: object = None  # onnxruntime: a0, a1, … (uint8 rows) -> cur (int32 [M, out channels]) incl. bias
+    session: object = None  # onnxruntime: rows (uint8 [M, k]) -> cur (int32 [M, out channels]), + bias if no constant
     constant: list[SynapsePlan] = field(default_factory=list)  # input-fed synapses (float64, exact)
     bias: np.ndarray | None = None  # int64, channel-last; added to the constant current when there is one
     v0: np.ndarray | None = None  # int64 [n], channel-last
@@ -300,9 +300,11 @@ class FusedPlan:
                 raise ValueError(f"layer {layer.name}: non-integer bias")
             lp = _LayerPlan(layer=layer, shape=channel_last(shape))
             mats, bound = [], float(np.abs(bias).max(initial=0))
+            const_bound = bound
             for syn in layer.synapses:
                 if syn.source == "input":
                     lp.constant.append(SynapsePlan(syn, shapes["input"], np.dtype(np.float64)))
+                    const_bound += exact_bound(syn.weight, float(1 << (net.input.bits - 1)))
                     continue
                 gather, mat, b_ = _gather(syn, shapes[syn.source], layer, self.m)
                 if not np.all((mat >= -128) & (mat <= 127)):
@@ -310,6 +312,8 @@ class FusedPlan:
                 lp.gathers.append(gather)
                 mats.append(mat)
                 bound += b_
+            if const_bound >= FLOAT64_EXACT_LIMIT:  # the input-fed current is a float64 GEMM
+                raise ValueError(f"layer {layer.name}: input current up to {const_bound:.3g} is not exact in float64")
             if bound >= INT32_LIMIT:
                 raise ValueError(f"layer {layer.name}: currents up to {bound:.3g} do not fit int32 sums")
             bias_cl = bias.reshape(-1).astype(np.int64)  # per channel (last axis) or per unit
