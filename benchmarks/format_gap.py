@@ -59,7 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--model", help="default: models/<dataset>/model.onnx")
-    ap.add_argument("--limit", type=int, help="first N test samples")
+    ap.add_argument("--limit", type=int, help="N test samples spread evenly over the whole test split (default: all)")
     ap.add_argument("--T", default="1,2,4,8,16,32,64")
     ap.add_argument("--lava-check", type=int, default=0, metavar="N", help="also check N samples in Lava")
     ap.add_argument("--lava-T", type=int, default=8)
@@ -68,8 +68,11 @@ def main() -> None:
     Ts = sorted({int(t) for t in args.T.split(",")})
     model = Path(args.model or f"models/{args.dataset}/model.onnx")
     x, y = load_split(args.dataset, "test", None)
-    if args.limit:
-        x, y = x[: args.limit], y[: args.limit]
+    if args.limit:  # spread over the whole split (qcfs-run's rule), never its first N
+        from qcfs.data.subset import subset_indices
+
+        keep = subset_indices(len(y), args.limit, "spread")
+        x, y = x[keep], y[keep]
     t0 = time.time()
     net = to_intnet(canonical_onnx(model), mode="int")
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +89,8 @@ def main() -> None:
                      "spikes_qcfs": _spikes(exact, T), "spikes_netx_stock": _spikes(netx, T),
                      "spikes_nir_stock": _spikes(nir, T)})
     doc = {"command": " ".join(["python", "benchmarks/format_gap.py", *__import__("sys").argv[1:]]),
-           "model": str(model), "dataset": args.dataset, "samples": int(len(y)), "rows": rows,
+           "model": str(model), "dataset": args.dataset, "samples": int(len(y)),
+           "subset": "spread" if args.limit else "all", "rows": rows,
            "lava_check": {"samples": args.lava_check, "T": args.lava_T, "bit_exact": checked} if checked else None,
            "seconds": round(time.time() - t0, 1), "machine": platform.platform()}
     head = ("| T | qcfs (exact) % | netx stock % | NIR stock % | netx pred. ≠ qcfs % | NIR pred. ≠ qcfs % | "
