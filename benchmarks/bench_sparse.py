@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as dt
 import json
 import os
 import statistics
@@ -28,8 +27,7 @@ from typing import Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_numpy_runtime as bnr  # noqa: E402
-from bench_speed import load, load_snapshot  # noqa: E402
+from bench_speed import load, load_snapshot, run_header  # noqa: E402
 from md_section import write_section  # noqa: E402
 
 from qcfs.intnet import IntNet  # noqa: E402
@@ -176,10 +174,8 @@ def main() -> int:
     png = Path(args.png or RESULTS / f"sparse_{args.net}.png")
     net, _ = load(args.net)
     images = np.random.default_rng(1).uniform(0, 1, (args.batch, *net.input.shape))
-    doc = {"command": "python benchmarks/bench_sparse.py " + " ".join(sys.argv[1:]),
-           "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": bnr.machine(),
-           "net_name": args.net, "batch": args.batch, "T": args.T, "reps": args.reps, "maps": args.batch * args.T,
-           "out": os.path.relpath(out, ROOT), "png": os.path.relpath(png, ROOT), "load_before": load_snapshot()}
+    doc = run_header("bench_sparse.py", net_name=args.net, batch=args.batch, T=args.T, reps=args.reps,
+                     maps=args.batch * args.T, out=os.path.relpath(out, ROOT), png=os.path.relpath(png, ROOT))
     print(f"{args.net}: per-layer sweep ({doc['maps']} maps, sparse/dense per density)", flush=True)
     doc["layers"] = layer_sweep(net, doc["maps"], args.reps)
     doc["net"] = [] if args.skip_net else net_sweep(net, images, args.T, args.reps)

@@ -273,6 +273,14 @@ def load_snapshot() -> dict:
                     for p, c, r, n in top if p != me]}
 
 
+def run_header(script: str, **fields: object) -> dict:
+    """The start of a benchmark's JSON document: its command line, UTC date, machine (CPU, ISA, BLAS kernels)
+    and what else ran (load_snapshot), then `fields`."""
+    return {"command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": bnr.machine(),
+            **fields, "load_before": load_snapshot()}
+
+
 def sj_agrees(net: IntNet, images: np.ndarray, T: int) -> bool:
     """SpikingJelly (float32, no saturation) gives our integer logits when no membrane saturates here."""
     from qcfs.runtime.numpy_snn import simulate
@@ -309,7 +317,6 @@ def measure(name: str, batch: int, T: int, reps: int, threads: int, only: set[st
     times = interleaved(rs, reps)
     anns = [k for k in rs if k.startswith("ann")]
     base = min(anns, key=lambda k: statistics.median(times[k]))  # the ANN's fastest images-per-call
-    ann_s = statistics.median(times[base]) / batch
     res = results["numpy"]
     neurons = sum(int(np.prod(l.shape)) for l in net.if_layers)
     rate = sum(float(c.mean()) for c in res.spikes[T].values()) / neurons / T
@@ -395,11 +402,9 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
-    doc = {"command": "python benchmarks/bench_speed.py " + " ".join(sys.argv[1:]),
-           "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": bnr.machine(),
-           "torch": torch.__version__, "batch": args.batch, "T": args.T, "reps": args.reps,
-           "threads": args.threads, "out": os.path.relpath(args.out, ROOT), "load_before": load_snapshot(),
-           "timing": "median over interleaved repetitions; ANN per image, SNN per image·step", "results": []}
+    doc = run_header("bench_speed.py", torch=torch.__version__, batch=args.batch, T=args.T, reps=args.reps,
+                     threads=args.threads, out=os.path.relpath(args.out, ROOT))
+    doc.update(timing="median over interleaved repetitions; ANN per image, SNN per image·step", results=[])
     for name in args.nets.split(","):
         doc["results"] += measure(name, args.batch, args.T, args.reps, args.threads,
                                   set(args.only.split(",")) if args.only else None)

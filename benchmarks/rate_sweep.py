@@ -12,7 +12,6 @@ backends' cost follows the rate (spike-driven work) and which does not (dense wo
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import statistics
@@ -22,9 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_numpy_runtime as bnr  # noqa: E402
 from bench_sparse import shifted  # noqa: E402
-from bench_speed import ann_runner, fused_runner, interleaved, load, load_snapshot, ort_runner  # noqa: E402
+from bench_speed import ann_runner, fused_runner, interleaved, load, load_snapshot, ort_runner, run_header  # noqa: E402
 from md_section import write_section  # noqa: E402
 
 from qcfs.runtime.numpy_snn import simulate  # noqa: E402
@@ -113,10 +111,8 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"rate_{args.net}.json")
     png = out.with_suffix(".png")
-    doc = {"command": "python benchmarks/rate_sweep.py " + " ".join(sys.argv[1:]),
-           "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": bnr.machine(),
-           "net": args.net, "batch": args.batch, "T": args.T, "reps": args.reps,
-           "out": os.path.relpath(out, ROOT), "png": os.path.relpath(png, ROOT), "load_before": load_snapshot()}
+    doc = run_header("rate_sweep.py", net=args.net, batch=args.batch, T=args.T, reps=args.reps,
+                     out=os.path.relpath(out, ROOT), png=os.path.relpath(png, ROOT))
     doc["rows"] = sweep(args.net, args.batch, args.T, args.reps, args.threads)
     doc["load_after"] = load_snapshot()
     out.parent.mkdir(parents=True, exist_ok=True)

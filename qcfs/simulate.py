@@ -124,10 +124,8 @@ def _on_torch(net: IntNet, images01: np.ndarray, opts: SimOptions) -> SimResult:
 
 def _on_fused(net: IntNet, images01: np.ndarray, opts: SimOptions) -> SimResult:
     """onnxruntime's int8 GEMMs and numba's IF loop (runtime/fused_snn.py)."""
-    try:
-        from qcfs.runtime.fused_snn import simulate_fused
-    except ImportError as err:
-        raise BackendError(f"fused backend unavailable ({err}); install numba") from None
+    from qcfs.runtime.fused_snn import simulate_fused
+
     try:
         return simulate_fused(net, images01, list(opts.Ts), batch_size=opts.batch, progress=opts.progress)
     except ImportError as err:  # numba is imported on first use

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from qcfs.intnet import IntNet, Layer, Synapse
 from qcfs.runtime.numpy_synapse import FLOAT64_EXACT_LIMIT, SynapsePlan, _pool_factor, channel_last, exact_bound
-from qcfs.runtime.result import SimResult
+from qcfs.runtime.result import ChunkResults, SimResult, sync_inputs
 from qcfs.semantics import encode_input, membrane_limits
 
 INT32_LIMIT = 2**31
@@ -400,31 +400,13 @@ def simulate_fused(net: IntNet, images01: np.ndarray, Ts: list[int], *, batch_si
                    progress: bool = True, plan: FusedPlan | None = None) -> SimResult:
     """Simulate `images01` ([N, C, H, W] in [0, 1]) layer-synchronously for max(Ts) steps; counts and logits
     at every T in Ts. `plan` (FusedPlan of `net`) lets a caller that times runs build it once."""
-    Ts = sorted({int(t) for t in Ts})
-    if not Ts or Ts[0] < 1:
-        raise ValueError("every T must be a positive integer")
-    images01 = np.asarray(images01, dtype=np.float64)
-    if images01.ndim == 3:
-        images01 = images01[:, None]
-    if tuple(images01.shape[1:]) != tuple(net.input.shape):
-        raise ValueError(f"images have shape {images01.shape[1:]}, the network expects {tuple(net.input.shape)}")
+    images01, Ts = sync_inputs(net.input.shape, images01, Ts)
     plan = plan or FusedPlan(net, threads)
     T = Ts[-1]
-    n = len(images01)
-    m = plan.m
-    logits = {t: np.zeros((n, net.num_classes), dtype=np.int64) for t in Ts}
-    spikes = {t: {layer.name: np.zeros(n, dtype=np.int64) for layer in net.if_layers} for t in Ts}
-    values = {t: {layer.name: np.zeros(n, dtype=np.int64) for layer in net.if_layers} for t in Ts} if m > 1 else {}
+    out = ChunkResults(len(images01), Ts, net.num_classes, [layer.name for layer in net.if_layers], plan.m)
     step = max(1, min(batch_size, plan.chunk(T)))
-    for start in tqdm(range(0, n, step), desc="fused SNN", disable=not progress, leave=False):
+    for start in tqdm(range(0, len(images01), step), desc="fused SNN", disable=not progress, leave=False):
         x = encode_input(images01[start : start + step], net.input.mean, net.input.std, net.input.scale,
                          net.input.bits)
-        out_logits, counts, vals = plan.run(x, T)
-        for t in Ts:
-            logits[t][start : start + len(x)] = out_logits[t - 1].reshape(len(x), -1)
-            for name, c in counts.items():
-                spikes[t][name][start : start + len(x)] = c[t - 1]
-                if m > 1:
-                    values[t][name][start : start + len(x)] = vals[name][t - 1]
-    return SimResult(Ts=Ts, logits=logits, spikes=spikes, backend="fused", timing="sync", values=values,
-                     max_spikes=m)
+        out.put(start, *plan.run(x, T))
+    return out.result("fused")

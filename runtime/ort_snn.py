@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from qcfs.intnet import IntNet
-from qcfs.runtime.result import SimResult
+from qcfs.runtime.result import ChunkResults, SimResult, sync_inputs
 
 SNN_ONNX_BYTES = 512 << 20  # rough budget for one session call: T·N spike maps and currents alive at once
 # At most this many images per session call. Why: each Scan step runs its ~6 elementwise IF operations over one
@@ -61,14 +61,7 @@ def simulate_ort(net: IntNet, images01: np.ndarray, Ts: list[int], *, model=None
     """Simulate with onnxruntime; `model` is the exported ModelProto or path (built from `net` when None)."""
     from qcfs.exporters.snn_onnx import build_snn_onnx
 
-    Ts = sorted({int(t) for t in Ts})
-    if not Ts or Ts[0] < 1:
-        raise ValueError("every T must be a positive integer")
-    images01 = np.asarray(images01, dtype=np.float64)
-    if images01.ndim == 3:
-        images01 = images01[:, None]
-    if tuple(images01.shape[1:]) != tuple(net.input.shape):
-        raise ValueError(f"images have shape {images01.shape[1:]}, the network expects {tuple(net.input.shape)}")
+    images01, Ts = sync_inputs(net.input.shape, images01, Ts)
     if isinstance(model, (str, Path)):  # a file runs only once verified, as the network `net` it states
         model = _verified_model(model, net)
     sess = session(model if model is not None else build_snn_onnx(net, kernels), threads)
@@ -80,27 +73,19 @@ def run_session(sess, net: IntNet, images01: np.ndarray, Ts: list[int], *, batch
     """Run an open session of `net`'s snn-onnx graph over images (float [N, C, H, W] in [0, 1]) in calls of at
     most chunk_size images; simulate_ort's loop, separate so that a caller that times it (the speed benchmark)
     can build the session once."""
-    Ts = sorted({int(t) for t in Ts})
-    images01 = np.asarray(images01, dtype=np.float64)
+    images01, Ts = sync_inputs(net.input.shape, images01, Ts)
     names = [o.name for o in sess.get_outputs()]
     T = Ts[-1]
-    n = len(images01)
-    logits = {t: np.zeros((n, net.num_classes), dtype=np.int64) for t in Ts}
-    spikes = {t: {layer.name: np.zeros(n, dtype=np.int64) for layer in net.if_layers} for t in Ts}
+    layers = [layer.name for layer in net.if_layers]
     m = int(net.max_spikes_per_step)
-    values = {t: {layer.name: np.zeros(n, dtype=np.int64) for layer in net.if_layers} for t in Ts} if m > 1 else {}
+    out_all = ChunkResults(len(images01), Ts, net.num_classes, layers, m)
     step = min(batch_size, chunk_size(net, T))
-    for start in tqdm(range(0, n, step), desc="onnxruntime SNN", disable=not progress, leave=False):
+    for start in tqdm(range(0, len(images01), step), desc="onnxruntime SNN", disable=not progress, leave=False):
         x = np.ascontiguousarray(images01[start : start + step])
         out = dict(zip(names, sess.run(None, {"images": x, "T": np.array(T, dtype=np.int64)})))
-        for t in Ts:
-            logits[t][start : start + len(x)] = out["logits"][t - 1]
-            for layer in net.if_layers:
-                spikes[t][layer.name][start : start + len(x)] = out[f"spikes:{layer.name}"][t - 1]
-                if m > 1:
-                    values[t][layer.name][start : start + len(x)] = out[f"values:{layer.name}"][t - 1]
-    return SimResult(Ts=Ts, logits=logits, spikes=spikes, backend="ort", timing="sync", values=values,
-                     max_spikes=m)
+        out_all.put(start, out["logits"], {name: out[f"spikes:{name}"] for name in layers},
+                    {name: out[f"values:{name}"] for name in layers} if m > 1 else {})
+    return out_all.result("ort")
 
 
 def load_snn_onnx(path: str | Path):  # type: ignore[no-untyped-def]

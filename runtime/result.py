@@ -69,6 +69,46 @@ class SimResult:
         return out
 
 
+def sync_inputs(input_shape: tuple[int, ...], images01: np.ndarray, Ts: list[int]) -> tuple[np.ndarray, list[int]]:
+    """The arguments of a layer-synchronous backend, checked: images as float64 [N, C, H, W] (a missing channel
+    axis added) and the sorted distinct T values; ValueError for a T < 1 or images of another shape."""
+    Ts = sorted({int(t) for t in Ts})
+    if not Ts or Ts[0] < 1:
+        raise ValueError("every T must be a positive integer")
+    images01 = np.asarray(images01, dtype=np.float64)
+    if images01.ndim == 3:
+        images01 = images01[:, None]
+    if tuple(images01.shape[1:]) != tuple(input_shape):
+        raise ValueError(f"images have shape {images01.shape[1:]}, the network expects {tuple(input_shape)}")
+    return images01, Ts
+
+
+class ChunkResults:
+    """Per-T logits and per-layer cumulative counts of N samples, filled chunk by chunk by a backend that gets
+    them for every step 1..T_max at once ([T_max, b, …] arrays), then returned as one SimResult."""
+
+    def __init__(self, n: int, Ts: list[int], num_classes: int, layers: list[str], max_spikes: int) -> None:
+        self.Ts, self.m = Ts, max_spikes
+        self.logits = {t: np.zeros((n, num_classes), dtype=np.int64) for t in Ts}
+        self.spikes = {t: {name: np.zeros(n, dtype=np.int64) for name in layers} for t in Ts}
+        self.values = {t: {name: np.zeros(n, dtype=np.int64) for name in layers} for t in Ts} if max_spikes > 1 else {}
+
+    def put(self, start: int, logits: np.ndarray, spikes: dict[str, np.ndarray],
+            values: dict[str, np.ndarray]) -> None:
+        """Samples start… of one chunk: logits [T_max, b, classes], spikes/values {layer: [T_max, b]}."""
+        b = logits.shape[1]
+        for t in self.Ts:
+            self.logits[t][start : start + b] = logits[t - 1].reshape(b, -1)
+            for name, c in spikes.items():
+                self.spikes[t][name][start : start + b] = c[t - 1]
+            for name, v in values.items():
+                self.values[t][name][start : start + b] = v[t - 1]
+
+    def result(self, backend: str) -> SimResult:
+        return SimResult(Ts=self.Ts, logits=self.logits, spikes=self.spikes, backend=backend, timing="sync",
+                         values=self.values, max_spikes=self.m)
+
+
 def concat_results(parts: list[SimResult]) -> SimResult:
     """The results of consecutive chunks or shards of one sample list, as one result in sample order.
 
