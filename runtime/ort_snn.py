@@ -18,8 +18,9 @@ from qcfs.runtime.result import ChunkResults, SimResult, sync_inputs
 SNN_ONNX_BYTES = 512 << 20  # rough budget for one session call: T·N spike maps and currents alive at once
 # At most this many images per session call. Why: each Scan step runs its ~6 elementwise IF operations over one
 # step's membrane of the whole call; with 16 images a resnet20 layer's membrane (16·64 KB) stays in L2, with 32
-# it does not. Measured (benchmarks/bench_speed.py, AMD EPYC 2 cores, 2026-12-05): 16 images per call ran
-# resnet20 0.72 → 0.55 and the cnn 0.69 → 0.46 of the fp32 ANN's time per image·step against 32 per call;
+# it does not. Measured (a scratch A/B of the bench_speed runners in one process, AMD EPYC 2 cores, 2026-12-05):
+# 16 images per call ran resnet20 0.72 → 0.55 and the cnn 0.69 → 0.46 of the fp32 ANN's time per image·step
+# against 32 per call;
 # VGG-16 (convolution-bound) was the same at 16 and 32 and 8 % slower at 8. The samples do not interact, so
 # the results do not depend on it (tests run other chunkings).
 RUN_SAMPLES = 16
