@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from qcfs.intnet import IntNet, Layer, Synapse
-from qcfs.runtime.numpy_synapse import FLOAT64_EXACT_LIMIT, SynapsePlan, _pool_factor, channel_last, exact_bound
+from qcfs.runtime.numpy_synapse import SynapsePlan, _pool_factor, channel_last, exact_bound, input_current_bound
 from qcfs.runtime.result import ChunkResults, SimResult, sync_inputs
 from qcfs.semantics import encode_input, membrane_limits
 
@@ -300,11 +300,9 @@ class FusedPlan:
                 raise ValueError(f"layer {layer.name}: non-integer bias")
             lp = _LayerPlan(layer=layer, shape=channel_last(shape))
             mats, bound = [], float(np.abs(bias).max(initial=0))
-            const_bound = bound
             for syn in layer.synapses:
                 if syn.source == "input":
                     lp.constant.append(SynapsePlan(syn, shapes["input"], np.dtype(np.float64)))
-                    const_bound += exact_bound(syn.weight, float(1 << (net.input.bits - 1)))
                     continue
                 gather, mat, b_ = _gather(syn, shapes[syn.source], layer, self.m)
                 if not np.all((mat >= -128) & (mat <= 127)):
@@ -312,8 +310,7 @@ class FusedPlan:
                 lp.gathers.append(gather)
                 mats.append(mat)
                 bound += b_
-            if const_bound >= FLOAT64_EXACT_LIMIT:  # the input-fed current is a float64 GEMM
-                raise ValueError(f"layer {layer.name}: input current up to {const_bound:.3g} is not exact in float64")
+            input_current_bound(layer.name, layer.synapses, bias, float(1 << (net.input.bits - 1)))  # float64 GEMM
             if bound >= INT32_LIMIT:
                 raise ValueError(f"layer {layer.name}: currents up to {bound:.3g} do not fit int32 sums")
             bias_cl = bias.reshape(-1).astype(np.int64)  # per channel (last axis) or per unit

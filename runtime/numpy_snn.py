@@ -44,7 +44,8 @@ import numpy as np
 from tqdm import tqdm
 
 from qcfs.intnet import IntNet, Layer
-from qcfs.runtime.numpy_synapse import FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, channel_last, exact_bound
+from qcfs.runtime.numpy_synapse import (FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, channel_last,
+                                         exact_bound, input_current_bound)
 from qcfs.runtime.numpy_neuron import if_block
 from qcfs.runtime.synapse_choice import MODES as SYNAPSE_MODES
 from qcfs.runtime.result import SimResult
@@ -152,12 +153,10 @@ def compile_net(net: IntNet, precision: str = "auto", synapse: str = "dense") ->
                 raise ValueError(f"layer {layer.name}: partial sums up to {bound:.3g} are not exact in float64")
             if precision == "auto" and layer.float32_exact and bound < FLOAT32_EXACT_LIMIT:
                 dtype = np.dtype(np.float32)
-            const_bound = sum(exact_bound(s.weight, x_max_input) for s in input_syns)
-            if const_bound + float(np.abs(bias).max(initial=0.0)) >= FLOAT64_EXACT_LIMIT:
-                raise ValueError(f"layer {layer.name}: input current not exact in float64")
+            const_bound = input_current_bound(layer.name, input_syns, bias, x_max_input)  # bias included
             if not np.array_equal(bias, np.rint(bias)):
                 raise ValueError(f"layer {layer.name}: non-integer bias in integer mode")
-            v_bound = bound + (const_bound + float(np.abs(bias).max(initial=0.0)) if input_syns else 0.0)
+            v_bound = bound + (const_bound if input_syns else 0.0)
         lp = LayerPlan(layer=layer, shape=channel_last(tuple(layer.shape)), dtype=dtype, depth=int(layer.depth),
                        max_spikes=m)
         for s in spike_syns:

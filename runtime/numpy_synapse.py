@@ -54,6 +54,16 @@ def exact_bound(weight: np.ndarray, x_max: float) -> float:
     return best * float(x_max)
 
 
+def input_current_bound(layer_name: str, synapses: list[Synapse], bias: np.ndarray, x_max: float) -> float:
+    """Largest |input-fed current + bias| of one layer, checked: the runtimes compute it once per chunk as a
+    float64 GEMM, which is exact only below FLOAT64_EXACT_LIMIT (ValueError otherwise)."""
+    bound = sum(exact_bound(s.weight, x_max) for s in synapses if s.source == "input")
+    bound += float(np.abs(bias).max(initial=0.0))
+    if bound >= FLOAT64_EXACT_LIMIT:
+        raise ValueError(f"layer {layer_name}: input current up to {bound:.3g} is not exact in float64")
+    return bound
+
+
 def conv_output_hw(h: int, w: int, syn: Synapse, kh: int, kw: int) -> tuple[int, int]:
     top, left, bottom, right = syn.padding
     sh, sw = syn.stride

@@ -95,6 +95,19 @@ def test_refusals_are_value_errors() -> None:
         FusedPlan(net)
 
 
+def test_an_input_current_beyond_float64_is_refused_as_by_numpy() -> None:
+    """Both runtimes compute the input-fed current as one float64 GEMM (numpy_synapse.input_current_bound)."""
+    from qcfs.runtime.numpy_snn import compile_net
+
+    net = random_net(0, "int")
+    syn = next(s for layer in net.layers for s in layer.synapses if s.source == "input")
+    syn.weight = np.full(syn.weight.shape, 2**50, dtype=np.int64)  # × 2^(input bits − 1) per input: beyond 2^53
+    with pytest.raises(ValueError, match="not exact in float64"):
+        compile_net(net)
+    with pytest.raises(ValueError, match="not exact in float64"):
+        FusedPlan(net)
+
+
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "cifar10", "cifar10-resnet20"])
 def test_shipped_models_bit_identical(dataset: str) -> None:
     from qcfs import pipeline
