@@ -12,10 +12,15 @@ Why this split, measured on resnet20 (2-core AMD EPYC with AVX-512 VNNI, 2026-12
 * im2col and the IF recurrence over uint8 channel-last spike maps are loops no library provides, and NumPy
   runs them as several passes each: numba compiles each into one pass (the IF loop ran 5× faster than the
   Scan on a resnet20 layer, 16 images, T = 8). A maintained JIT rather than C: nothing to build at install.
-Threads: the numba loops split their samples over this thread and a small pool (Workers; the loops release
-the GIL) rather than numba's own parallel loops, whose OpenMP pool busy-waits after each loop and slowed
-onnxruntime's GEMMs 2-4× on two cores, and whose workqueue pool must not be entered from two threads at once
-(Dask workers do). For the same reason the GEMM sessions do not let their idle threads spin.
+Threads: data-parallel. Each worker (this thread plus a small pool, Workers) runs the whole network on its own
+share of the chunk's samples, every kernel and GEMM single-threaded in the worker's thread (the numba loops and
+onnxruntime's run release the GIL). Why: splitting each kernel and GEMM over the threads instead meant ~50
+hand-offs per resnet20 chunk between onnxruntime's pool and ours, each a wake-up on a noisy 2-core VM; with
+shares, the workers never wait for each other until the chunk ends. A scratch A/B in one process on resnet20
+(B = 32, T = 8, 11 interleaved rounds, 2026-12-06) measured 0.69× the fp32 ANN per image·step against 1.04× for
+the code before (per-kernel split, im2col copying C bytes at a time); bench_speed.py in BENCHMARKS.md. Not numba's parallel loops: their OpenMP pool busy-waits
+after each loop and slowed onnxruntime 2-4× on two cores, and their workqueue pool must not be entered from
+two threads at once (Dask workers do). A chunk of one sample runs on one thread.
 
 Exactness: every current is an integer sum in int32 (|partial sum| < 2^31 proved per layer from the weights,
 as for the snn-onnx int8 kernels); the membrane is int64 and saturates at the profile's register width; the
@@ -41,6 +46,11 @@ from qcfs.semantics import encode_input, membrane_limits
 
 INT32_LIMIT = 2**31
 FUSED_BYTES = 256 << 20  # per chunk: a layer's int32 currents, GEMM rows and uint8 spike maps for T steps
+# Spike maps (samples × steps) per pass of a worker through the network. Why: a layer's GEMM rows are then a few
+# MB and stay in cache from the im2col that writes them to the GEMM that reads them (resnet20's first stage
+# writes 160 bytes of rows per pixel). Measured on one thread, T = 8 (2026-12-06, AMD EPYC): 4 samples per pass
+# ran resnet20 18 % and VGG-16 11 % faster than 32, 1 sample per pass (8 maps) was slower than 4 (call overheads).
+CACHE_MAPS = 32
 
 
 # --- numba kernels (compiled on first use, cached on disk by numba) ----------------------------------------
@@ -70,23 +80,28 @@ def _kernels():  # type: ignore[no-untyped-def]
 
     @njit(cache=True, nogil=True)
     def im2col(src, kh, kw, sh, sw, top, left, out):  # pragma: no cover - compiled
-        # out[n, i, j, a, b, c] = src[n, i·sh − top + a, j·sw − left + b, c] (0 outside the map); out may be a
-        # view of wider rows (its last axis contiguous)
-        N, H, W, C = src.shape
-        _, ho, wo, _, _, _ = out.shape
+        # out[n, i, j, a, b·C + c] = src[n, i·sh − top + a, (j·sw − left + b)·C + c] (0 outside the map), src
+        # [N, H, W·C]; out may be a view of wider rows (its last axis contiguous). Where the whole window row lies
+        # inside the map, its kw·C bytes are one contiguous run, copied by one loop LLVM vectorises.
+        N, H, WC = src.shape
+        _, ho, wo, _, run = out.shape
+        C = run // kw
         for n in range(N):
             for i in range(ho):
                 for a in range(kh):
                     y = i * sh - top + a
                     for j in range(wo):
-                        for b in range(kw):
-                            x = j * sw - left + b
-                            if y < 0 or y >= H or x < 0 or x >= W:
-                                for c in range(C):
-                                    out[n, i, j, a, b, c] = 0
-                            else:
-                                for c in range(C):
-                                    out[n, i, j, a, b, c] = src[n, y, x, c]
+                        x0 = (j * sw - left) * C
+                        if y < 0 or y >= H:
+                            for q in range(run):
+                                out[n, i, j, a, q] = 0
+                        elif x0 >= 0 and x0 + run <= WC:
+                            for q in range(run):
+                                out[n, i, j, a, q] = src[n, y, x0 + q]
+                        else:
+                            for q in range(run):
+                                x = x0 + q
+                                out[n, i, j, a, q] = src[n, y, x] if 0 <= x < WC else 0
 
     @njit(cache=True, nogil=True)
     def if_layer(cur, has_cur, const, has_const, v0, theta, lo, hi, m, spikes, counts, values, i0, i1):  # pragma: no cover
@@ -132,20 +147,26 @@ def kernels():  # type: ignore[no-untyped-def]
 
 
 class Workers:
-    """This thread plus a small pool: split(fn, n) runs fn(i0, i1) on contiguous shares of range(n) at once (the
-    numba loops release the GIL). Why threads of our own and not numba's parallel loops: module docstring."""
+    """This thread plus a small pool: each(fn, k) runs fn(0) … fn(k − 1) at once, fn(0) in this thread (the numba
+    loops and onnxruntime's run release the GIL). Why threads of our own and not numba's parallel loops or
+    onnxruntime's intra-op pool: module docstring."""
 
     def __init__(self, threads: int) -> None:
         self.count = max(1, threads)
         self.pool = ThreadPoolExecutor(self.count - 1, thread_name_prefix="qcfs-fused") if self.count > 1 else None
 
-    def split(self, fn, n: int) -> None:  # type: ignore[no-untyped-def]
-        if self.pool is None or n < 2:
-            fn(0, n)
+    def shares(self, n: int) -> list[tuple[int, int]]:
+        """Contiguous (start, stop) shares of range(n), one per worker (fewer when n is smaller)."""
+        bounds = np.linspace(0, n, min(self.count, max(1, n)) + 1).astype(int)
+        return [(int(a), int(z)) for a, z in zip(bounds[:-1], bounds[1:])]
+
+    def each(self, fn, k: int) -> None:  # type: ignore[no-untyped-def]
+        if self.pool is None or k < 2:
+            for j in range(k):
+                fn(j)
             return
-        bounds = np.linspace(0, n, min(self.count, n) + 1).astype(int)
-        futures = [self.pool.submit(fn, int(a), int(b)) for a, b in zip(bounds[1:-1], bounds[2:])]
-        fn(0, int(bounds[1]))  # the first share in this thread: one wake-up fewer per call
+        futures = [self.pool.submit(fn, j) for j in range(1, k)]
+        fn(0)  # the first share in this thread: one wake-up fewer per call
         for f in futures:
             f.result()
 
@@ -176,17 +197,17 @@ class _Gather:
     conv: tuple | None = None  # (kh, kw, sh, sw, top, left, out_hw); None: pointwise (the map itself is the rows)
     k: int = 0  # GEMM row length
 
-    def source_map(self, src: np.ndarray, buf: _Buffers, j: int, pool: Workers) -> np.ndarray:
+    def source_map(self, src: np.ndarray, buf: _Buffers, j: int) -> np.ndarray:
         """The map the rows are cut from: the spikes, or their window sums (scratch `j` per synapse)."""
         if self.sum_pool is None:
             return src
         window_sum, _, _ = kernels()
         kh, kw, sh, sw, top, left, (ho, wo) = self.sum_pool
         out = buf.get(f"pooled{j}", (src.shape[0], ho, wo, src.shape[3]), np.uint8)
-        pool.split(lambda a, b: window_sum(src[a:b], kh, kw, sh, sw, top, left, out[a:b]), len(src))
+        window_sum(src, kh, kw, sh, sw, top, left, out)
         return out
 
-    def write(self, src: np.ndarray, rows: np.ndarray, col0: int, pool: Workers) -> None:
+    def write(self, src: np.ndarray, rows: np.ndarray, col0: int) -> None:
         """Write this synapse's GEMM rows into rows[:, col0 : col0 + k]."""
         if self.kind == "dense":
             rows[:, col0 : col0 + self.k] = src.reshape(rows.shape[0], self.k)
@@ -195,8 +216,9 @@ class _Gather:
         # a pointwise conv's rows are the map itself: the 1×1 gather copies it (faster than NumPy's strided copy)
         kh, kw, sh, sw, top, left, (ho, wo) = self.conv or (1, 1, 1, 1, 0, 0, src.shape[1:3])
         view = rows[:, col0 : col0 + self.k].view()
-        view.shape = (src.shape[0], ho, wo, kh, kw, src.shape[3])  # raises rather than copy: writes must land
-        pool.split(lambda a, b: im2col(src[a:b], kh, kw, sh, sw, top, left, view[a:b]), len(src))
+        view.shape = (src.shape[0], ho, wo, kh, kw * src.shape[3])  # raises rather than copy: writes must land
+        flat = src.reshape(src.shape[0], src.shape[1], -1)
+        im2col(flat, kh, kw, sh, sw, top, left, view)
 
 
 @dataclass
@@ -255,7 +277,7 @@ def _gather(syn: Synapse, src_shape: tuple[int, ...], layer: Layer, m: int) -> t
     return g, _conv_matrix(w, int(syn.groups)), exact_bound(w, x_max)
 
 
-def _session(layer: Layer, mat: np.ndarray, bias: np.ndarray | None, threads: int):  # type: ignore[no-untyped-def]
+def _session(layer: Layer, mat: np.ndarray, bias: np.ndarray | None):  # type: ignore[no-untyped-def]
     """onnxruntime session: cur = MatMulInteger(rows, W) (+ bias), int32; W stacks every synapse's weights."""
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -275,8 +297,7 @@ def _session(layer: Layer, mat: np.ndarray, bias: np.ndarray | None, threads: in
     so = ort.SessionOptions()
     # idle threads sleep: numba's loops run between two calls and would compete with spinning ones
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        so.intra_op_num_threads = threads
+    so.intra_op_num_threads = 1  # the caller's thread: each share of the samples runs on its own (FusedPlan.run)
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
@@ -318,7 +339,7 @@ class FusedPlan:
                 lp.bias = bias_cl
             if mats:
                 lp.k = sum(g.k for g in lp.gathers)
-                lp.session = _session(layer, np.concatenate(mats, axis=0), None if lp.constant else bias_cl, threads)
+                lp.session = _session(layer, np.concatenate(mats, axis=0), None if lp.constant else bias_cl)
             if not lp.readout:
                 v0 = layer.v_init_full()
                 v0 = v0.transpose(1, 2, 0) if v0.ndim == 3 else v0
@@ -329,7 +350,7 @@ class FusedPlan:
             self.layers.append(lp)
             shapes[layer.name] = shape
         self.last_use = {g.source: i for i, lp in enumerate(self.layers) for g in lp.gathers}
-        self.buffers = _Buffers()
+        self.buffers: list[_Buffers] = []  # one per share
         self.pool = Workers(threads or os.cpu_count() or 1)
 
     def chunk(self, T: int) -> int:
@@ -339,32 +360,58 @@ class FusedPlan:
         return max(1, FUSED_BYTES // max(1, per_sample))
 
     def run(self, x_int: np.ndarray, T: int):  # -> (logits [T, B, K] int64, counts {layer: [T, B]}, values)
-        """One chunk: x_int [B, C, H, W] encoded input integers; cumulative counts per layer [T, B]."""
-        _, _, if_layer = kernels()
+        """One chunk: x_int [B, C, H, W] encoded input integers; cumulative counts per layer [T, B]. The
+        input-fed currents are computed here for the whole chunk (one float64 GEMM, BLAS's threads); then each
+        worker runs the whole network on its own share of the samples (why: module docstring)."""
         b = len(x_int)
         x_nhwc = np.ascontiguousarray(x_int.transpose(0, 2, 3, 1))
+        consts = []
+        for lp in self.layers:
+            const = None
+            if lp.constant:
+                const = sum(plan(x_nhwc) for plan in lp.constant) + lp.bias
+                const = np.rint(const).astype(np.int64).reshape(b, -1)
+            consts.append(const)
+        shares = self.pool.shares(b)
+        while len(self.buffers) < len(shares):
+            self.buffers.append(_Buffers())
+        per_share: list = [None] * len(shares)
+        step = max(1, CACHE_MAPS // T)
+
+        def part(k: int) -> None:
+            a, z = shares[k]
+            per_share[k] = [self._forward([None if c is None else c[i : min(z, i + step)] for c in consts],
+                                          min(z, i + step) - i, T, self.buffers[k]) for i in range(a, z, step)]
+
+        self.pool.each(part, len(shares))
+        parts = [p for share in per_share for p in share]
+        logits = np.concatenate([p[0] for p in parts], axis=1)
+        counts = {name: np.concatenate([p[1][name] for p in parts], axis=1) for name in parts[0][1]}
+        values = {name: np.concatenate([p[2][name] for p in parts], axis=1) for name in parts[0][2]}
+        return logits, counts, values
+
+    def _forward(self, consts: list, b: int, T: int, buf: _Buffers):  # type: ignore[no-untyped-def]
+        """The whole network on b samples in this thread: gathers, one GEMM per layer, the IF loop."""
+        _, _, if_layer = kernels()
         spikes: dict[str, np.ndarray] = {}
         counts, values = {}, {}
         dummy_cur, dummy_const = np.zeros((1, 1, 1), np.int32), np.zeros((1, 1), np.int64)
         for i, lp in enumerate(self.layers):
             n = int(np.prod(lp.shape))
-            const = None
-            if lp.constant:
-                const = sum(plan(x_nhwc) for plan in lp.constant) + lp.bias
-                const = np.rint(const).astype(np.int64).reshape(b, n)
+            const = consts[i]
             cur = None
             if lp.gathers:
-                cur = self.buffers.get("cur", (T, b, n), np.int32)
+                cur = buf.get("cur", (T, b, n), np.int32)
                 out_rows = T * b * n // lp.shape[-1]
-                maps = [g.source_map(spikes[g.source], self.buffers, j, self.pool) for j, g in enumerate(lp.gathers)]
+                maps = [g.source_map(spikes[g.source], buf, j) for j, g in enumerate(lp.gathers)]
                 g0 = lp.gathers[0]
                 if len(maps) == 1 and (g0.kind == "dense" or g0.conv is None):
                     rows = maps[0].reshape(out_rows, g0.k)  # the spike map itself: no copy
                 else:  # every synapse's rows side by side: one GEMM with the stacked weights
-                    rows = self.buffers.get("rows", (out_rows, lp.k), np.uint8)
+                    rows = buf.get("rows", (out_rows, lp.k), np.uint8)
                     col = 0
                     for g, src in zip(lp.gathers, maps):
-                        g.write(src, rows, col, self.pool)
+                        g.write(src, rows, col)
                         col += g.k
                 bind = lp.session.io_binding()  # input and output in place: no copies, no fresh pages
                 bind.bind_cpu_input("rows", rows)
@@ -377,14 +424,11 @@ class FusedPlan:
                 if const is not None:
                     per_step += const[None]
                 return np.cumsum(per_step, axis=0), counts, values
-            s = np.empty((T, b, n), np.uint8)
+            s = buf.get(f"spikes:{lp.layer.name}", (T, b, n), np.uint8)  # alive until its last reader
             cnt = np.empty((T, b), np.int64)
             val = np.empty((T, b), np.int64)
-            def if_part(a: int, z: int, cur=cur, const=const, lp=lp, s=s, cnt=cnt, val=val) -> None:
-                if_layer(dummy_cur if cur is None else cur, cur is not None, dummy_const if const is None else const,
-                         const is not None, lp.v0, lp.theta, self.lo, self.hi, self.m, s, cnt, val, a, z)
-
-            self.pool.split(if_part, b)
+            if_layer(dummy_cur if cur is None else cur, cur is not None, dummy_const if const is None else const,
+                     const is not None, lp.v0, lp.theta, self.lo, self.hi, self.m, s, cnt, val, 0, b)
             counts[lp.layer.name] = np.cumsum(cnt, axis=0)
             if self.m > 1:
                 values[lp.layer.name] = np.cumsum(val, axis=0)

@@ -50,6 +50,14 @@ def test_chunking_does_not_change_the_result(batch: int) -> None:
     _check(random_net(1, "int"), _images(7, 11), [2, 5], batch=batch)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_data_parallel_shares_do_not_change_the_result(threads: int) -> None:
+    """Each worker runs the whole net on its share of a chunk (FusedPlan.run): 1 share, and 3 uneven shares of 7."""
+    net, images = random_net(2, "int"), _images(7, 12)
+    ref = simulate(net, images, [2, 5], progress=False, order="step")
+    _identical(ref, simulate_fused(net, images, [2, 5], batch_size=7, threads=threads, progress=False))
+
+
 def test_per_channel_v_init_and_wide_input_bits() -> None:
     _check(_per_channel(random_net(3, "int", membrane_bits=12), 3), _images(5, 3), [2, 6])
     net = random_net(6, "int")
