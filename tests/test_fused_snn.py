@@ -23,6 +23,7 @@ from qcfs.runtime.fused_snn import FusedPlan, simulate_fused  # noqa: E402
 from qcfs.runtime.numpy_snn import simulate  # noqa: E402
 
 pytest.importorskip("numba")
+pytestmark = pytest.mark.isa  # every test here: make test reruns them on an emulated AVX2-only CPU
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

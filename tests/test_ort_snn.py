@@ -48,6 +48,7 @@ def _images(n: int, seed: int, shape=(2, 8, 8)) -> np.ndarray:  # type: ignore[n
     return np.random.default_rng(seed).uniform(0, 1, (n, *shape))
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("kernels", ["int8", "float32"])
 @pytest.mark.parametrize("membrane_bits", [24, 10])  # 10 bits: membranes saturate
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -55,6 +56,7 @@ def test_random_net_bit_identical(seed: int, membrane_bits: int, kernels: str) -
     _check(random_net(seed, "int", membrane_bits=membrane_bits), _images(7, seed), [1, 3, 8], kernels)
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("kernels", ["int8", "float32"])
 def test_per_channel_v_init(kernels: str) -> None:
     net = _per_channel(random_net(3, "int", membrane_bits=12), 3)
@@ -104,6 +106,7 @@ def test_digits_checkpoint_bit_identical(digits_checkpoint: Path) -> None:
         _check(net, images[:60], [1, 4, 16], kernels, batch=25)
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "cifar10"])
 def test_shipped_models_bit_identical(dataset: str) -> None:
     """Shipped models on a few images (random ones where the dataset is not installed: exactness does not
