@@ -146,6 +146,14 @@ def kernels():  # type: ignore[no-untyped-def]
     return _KERNELS
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, e.g. under taskset or a container), not the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class Workers:
     """This thread plus a small pool: each(fn, k) runs fn(0) … fn(k − 1) at once, fn(0) in this thread (the numba
     loops and onnxruntime's run release the GIL). Why threads of our own and not numba's parallel loops or
@@ -351,7 +359,7 @@ class FusedPlan:
             shapes[layer.name] = shape
         self.last_use = {g.source: i for i, lp in enumerate(self.layers) for g in lp.gathers}
         self.buffers: list[_Buffers] = []  # one per share
-        self.pool = Workers(threads or os.cpu_count() or 1)
+        self.pool = Workers(threads or _usable_cores())
 
     def chunk(self, T: int) -> int:
         """Samples per chunk within FUSED_BYTES (the largest layer's currents and rows, T steps)."""
