@@ -189,6 +189,12 @@ def machine() -> dict:
     except ImportError:
         pass
     info["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE")
+    try:  # the CPU numba compiles the fused backend's loops for (NUMBA_CPU_NAME overrides the host's)
+        import llvmlite.binding as llvm
+
+        info["numba_target"] = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
+    except ImportError:
+        pass
     import onnxruntime
 
     info["onnxruntime"] = onnxruntime.__version__

@@ -373,7 +373,8 @@ def md_section(doc: dict) -> str:
         MD_START,
         f"`{doc['command']}` on {doc['date']} — {m.get('cpu_model')} ({m.get('cpus')} cores, shared; ISA: "
         f"{', '.join(f for f in m.get('isa', []) if f.startswith('avx')) or '?'}), "
-        f"numpy {m.get('numpy')}, onnxruntime {m.get('onnxruntime')}, torch {doc.get('torch')}; BLAS: {blas}. "
+        f"numpy {m.get('numpy')}, onnxruntime {m.get('onnxruntime')}, torch {doc.get('torch')}; BLAS: {blas}; "
+        f"numba target: {m.get('numba_target', '?')}. "
         f"B = {doc['batch']} images × T = {doc['T']} steps per configuration, {doc['reps']} interleaved "
         f"repetitions with {SETTLE_S} s pauses; ratios to the ANN at its fastest images-per-call (paired: per "
         f"round, median over rounds). Load average before/after: "

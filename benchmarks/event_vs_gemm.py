@@ -125,7 +125,7 @@ def md_section(doc: dict) -> str:
     m = doc["machine"]
     isa = ", ".join(f for f in m.get("isa", []) if f.startswith("avx")) or "?"
     lines = [MD_START, f"`{doc['command']}` on {doc['date']} — {m.get('cpu_model')} ({m.get('cpus')} cores; ISA: {isa}), "
-             f"onnxruntime {m.get('onnxruntime')}; "
+             f"onnxruntime {m.get('onnxruntime')}, numba target {m.get('numba_target', '?')}; "
              f"load average before/after {doc['load_before']['loadavg'][0]:.1f} / {doc['load_after']['loadavg'][0]:.1f}. "
              "Raw: `benchmarks/results/event_vs_gemm.json`, plot `benchmarks/results/event_vs_gemm.png`. Median ms "
              f"over {doc['reps']} interleaved rounds, {doc['maps']} spike maps per call, one thread each:", "",
