@@ -174,6 +174,17 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:  # type: ignor
               "digest")
 
 
+@pytest.mark.parametrize("dataset, kernels", [("fashion-mnist", "int8"), ("cifar10", "int8"),
+                                              ("cifar10-resnet20", "float32")])
+def test_auto_picks_the_kernels_measured_fastest_on_the_shipped_models(dataset: str, kernels: str) -> None:
+    """The choices benchmarks/results/auto_kernels.json and speed_fused.json measured (AVX-512 and the issue's AVX2)."""
+    from qcfs import pipeline
+    from qcfs.exporters import snn_onnx
+
+    net = pipeline.to_intnet(pipeline.canonical_onnx(MODELS / dataset / "model.onnx"), mode="int")
+    assert snn_onnx.choose_kernels(net) == kernels
+
+
 def test_auto_kernels_choice(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from qcfs.exporters import snn_onnx
 
