@@ -56,3 +56,34 @@ def processes_with(token: str) -> list[int]:
         if token in cmd and state != "Z":
             pids.append(int(entry))
     return pids
+
+
+def shm_segments() -> set[str]:
+    """Names of the POSIX shared-memory segments multiprocessing created (/dev/shm/psm_*), here and now."""
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith("psm_")}
+    except OSError:
+        return set()
+
+
+def orphaned_shm(before: set[str], within_s: float = 5.0) -> set[str]:
+    """Segments created since `before` that no live process maps any more (leaked), waiting up to within_s for
+    dying processes. Segments other live processes map (another job on the machine) do not count."""
+    import time
+
+    deadline = time.monotonic() + within_s
+    while True:
+        new = shm_segments() - before
+        mapped: set[str] = set()
+        if new:
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        text = Path(f"/proc/{entry}/maps").read_text(errors="replace")
+                    except OSError:
+                        continue
+                    mapped.update(n for n in new if f"/dev/shm/{n}" in text)
+        orphans = new - mapped
+        if not orphans or time.monotonic() > deadline:
+            return orphans
+        time.sleep(0.2)

@@ -1,4 +1,5 @@
-"""Isolation: a failing model, a timeout and a killed parent never hang and leave no process behind."""
+"""Isolation: a failing model, a timeout and a killed parent never hang and leave no process and no shared memory
+behind."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import lava_nets
-from lava_helpers import processes_with, requires_lava
+from lava_helpers import orphaned_shm, processes_with, requires_lava, shm_segments
 from qcfs.errors import BackendError
 
 pytestmark = requires_lava
@@ -25,6 +26,14 @@ def _wait_gone(token: str, within_s: float) -> list[int]:
     while (left := processes_with(token)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_shared_memory():  # type: ignore[no-untyped-def]
+    """Every kill path also unlinks the killed group's shared memory (shm_ledger): none may be left behind."""
+    before = shm_segments()
+    yield
+    assert orphaned_shm(before) == set()
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ Isolation (every path ends with the worker's process group SIGKILLed and reaped)
 Inputs and results travel as files in a private temp dir (`qcfs-lava-*`), which is removed on every exit
 path: normally and on exceptions by this process (SIGTERM/SIGHUP become exceptions in the CLIs, see
 qcfs.errors.cli_entry); when this process is SIGKILLed, by the worker's watchdog before it kills its group.
-The worker's TMPDIR points inside that folder, so the `pymp-*` folders multiprocessing creates for Lava's
+Shared memory (Lava's channels, /dev/shm/psm_*) the killed group could not unlink is unlinked here from the
+worker's ledger (shm_ledger). The worker's TMPDIR points inside that folder, so the `pymp-*` folders multiprocessing creates for Lava's
 processes (never removed when they are SIGKILLed) go with it.
 """
 
@@ -31,6 +32,7 @@ import numpy as np
 from qcfs.errors import BackendError
 from qcfs.exporters.lava_export import LavaFile, export_lava, load_lava_file
 from qcfs.intnet import IntNet, is_intnet_file, load_intnet
+from qcfs.runtime.lava import shm_ledger
 from qcfs.runtime.result import SimResult
 from qcfs.semantics import encode_input
 
@@ -128,6 +130,7 @@ def run_worker(jobdir: Path, timeout_s: float, progress: bool) -> dict[str, np.n
             time.sleep(0.05)
     finally:
         _kill_group(proc)
+        shm_ledger.unlink_recorded(jobdir)  # what a SIGKILLed group could not unlink itself
         pump.join(timeout=2)
         if "bar" in holder:
             holder["bar"].close()

@@ -9,7 +9,9 @@ on every exit path. Here we add the other half of the contract:
     is killed; SIGTERM/SIGINT/SIGHUP kill the group (the live parent then removes JOBDIR);
   * failure: the error goes to JOBDIR/error.txt as one line (first one wins), then the whole group,
     this process included, is SIGKILLed;
-  * success: JOBDIR/result.npz is written atomically before stop(), which gets a bounded time.
+  * success: JOBDIR/result.npz is written atomically before stop(), which gets a bounded time;
+  * shared memory: every segment the group creates is named in JOBDIR/shm.txt and unlinked by whoever kills
+    the group (shm_ledger; a clean stop() unlinks its own).
 Progress: lines "STEP <done> <total>" on stdout.
 
 JOBDIR/job.json: {"lava_file", "T", "stock_conv" (bool), "fault" (null | "raise"), "max_ring_elems"}, or for a
@@ -30,10 +32,16 @@ from pathlib import Path
 import numpy as np
 
 from qcfs.budget import LAVA_MAX_RING_ELEMS  # the chunking the budget estimate assumes
+from qcfs.runtime.lava import shm_ledger
+
+_JOBDIR: Path | None = None  # set by main: kill_group unlinks the shared memory its ledger names
 
 
 def kill_group() -> None:
-    """SIGKILL every other process of our group, then ourselves (never returns)."""
+    """Unlink the group's shared memory (shm_ledger), SIGKILL every other process of our group, then ourselves
+    (never returns)."""
+    if _JOBDIR is not None:
+        shm_ledger.unlink_recorded(_JOBDIR)
     me, pgid = os.getpid(), os.getpgrp()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
@@ -65,6 +73,8 @@ def _watch_parent(fd: int, jobdir: Path | None = None) -> None:
         pass
     if jobdir is not None and jobdir.name.startswith("qcfs-lava-"):  # only a folder the backend created
         import shutil
+
+        shm_ledger.unlink_recorded(jobdir)  # the ledger lives in jobdir: before it goes
 
         shutil.rmtree(jobdir, ignore_errors=True)
     kill_group()
@@ -198,8 +208,11 @@ def _bounded_stop(anchor, timeout_s: float = 30.0) -> None:  # type: ignore[no-u
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    global _JOBDIR
     jobdir = Path(argv[0])
-    _install_guards(jobdir.resolve())
+    _JOBDIR = jobdir.resolve()
+    shm_ledger.record(_JOBDIR)  # before Lava creates any segment (or forks a process that would)
+    _install_guards(_JOBDIR)
     try:
         from qcfs.runtime.lava.compat import ensure_lava
 
