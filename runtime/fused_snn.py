@@ -18,9 +18,10 @@ onnxruntime's run release the GIL). Why: splitting each kernel and GEMM over the
 hand-offs per resnet20 chunk between onnxruntime's pool and ours, each a wake-up on a noisy 2-core VM; with
 shares, the workers never wait for each other until the chunk ends. A scratch A/B in one process on resnet20
 (B = 32, T = 8, 11 interleaved rounds, 2026-12-06) measured 0.69× the fp32 ANN per image·step against 1.04× for
-the code before (per-kernel split, im2col copying C bytes at a time); bench_speed.py in BENCHMARKS.md. Not numba's parallel loops: their OpenMP pool busy-waits
-after each loop and slowed onnxruntime 2-4× on two cores, and their workqueue pool must not be entered from
-two threads at once (Dask workers do). A chunk of one sample runs on one thread.
+the code before (per-kernel split, im2col copying C bytes at a time); bench_speed.py's numbers: BENCHMARKS.md.
+Not numba's parallel loops: their OpenMP pool busy-waits after each loop and slowed onnxruntime 2-4× on two
+cores, and their workqueue pool must not be entered from two threads at once (Dask workers do). A chunk of one
+sample runs on one thread.
 
 Exactness: every current is an integer sum in int32 (|partial sum| < 2^31 proved per layer from the weights,
 as for the snn-onnx int8 kernels); the membrane is int64 and saturates at the profile's register width; the
@@ -303,8 +304,7 @@ def _session(layer: Layer, mat: np.ndarray, bias: np.ndarray | None):  # type: i
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="qcfs")
     model.ir_version = 8
     so = ort.SessionOptions()
-    # idle threads sleep: numba's loops run between two calls and would compete with spinning ones
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no pool thread may spin beside ours
     so.intra_op_num_threads = 1  # the caller's thread: each share of the samples runs on its own (FusedPlan.run)
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
