@@ -15,7 +15,6 @@ Both are checked equal before timing. Interleaved repetitions, median; ratio = s
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import interleaved, load_snapshot, run_header  # noqa: E402
-from md_section import write_section  # noqa: E402
+from md_section import publish  # noqa: E402
 
 from qcfs.runtime.fused_snn import _session, kernels  # noqa: E402
 
@@ -148,12 +147,8 @@ def main() -> int:
     doc = run_header("event_vs_gemm.py", maps=args.maps, reps=args.reps)
     doc["rows"] = measure(args.maps, args.reps)
     doc["load_after"] = load_snapshot()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1))
+    publish(doc, args.out, args.md, MD_START, MD_END, md_section(doc), "### Spike-driven vs dense int8 (event_vs_gemm.py)")
     plot(doc, args.out.with_suffix(".png"))
-    if args.md:
-        write_section(args.md, MD_START, MD_END, md_section(doc), "### Spike-driven vs dense int8 (event_vs_gemm.py)")
-    print(md_section(doc))
     return 0
 
 

@@ -13,7 +13,6 @@ all 10,000; the prefix rows are the first 2,000 of the same runs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import load_snapshot, run_header  # noqa: E402
-from md_section import write_section  # noqa: E402
+from md_section import publish  # noqa: E402
 
 from qcfs import pipeline  # noqa: E402
 from qcfs.data import load_split  # noqa: E402
@@ -82,11 +81,7 @@ def main() -> int:
     doc = run_header("input_bits.py")
     doc.update(measure(sorted({int(t) for t in args.T.split(",")}), args.data_dir))
     doc["load_after"] = load_snapshot()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1))
-    if args.md:
-        write_section(args.md, MD_START, MD_END, md_section(doc), "### Integer vs float, input bits (input_bits.py)")
-    print(md_section(doc))
+    publish(doc, args.out, args.md, MD_START, MD_END, md_section(doc), "### Integer vs float, input bits (input_bits.py)")
     return 0
 
 
