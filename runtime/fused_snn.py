@@ -105,12 +105,12 @@ def _kernels():  # type: ignore[no-untyped-def]
                                 out[n, i, j, a, q] = src[n, y, x] if 0 <= x < WC else 0
 
     @njit(cache=True, nogil=True)
-    def if_layer(cur, has_cur, const, has_const, v0, theta, lo, hi, m, spikes, counts, values, i0, i1):  # pragma: no cover
-        # samples i0 ≤ i < i1 of cur int32 [T, B, n], const int64 [B, n]; v0 int64 [n];
+    def if_layer(cur, has_cur, const, has_const, v0, theta, lo, hi, m, spikes, counts, values):  # pragma: no cover
+        # every sample of cur int32 [T, B, n], const int64 [B, n]; v0 int64 [n];
         # out: spikes uint8 [T, B, n], counts/values int64 [T, B]
         steps, b, n = spikes.shape
         v = np.empty(n, np.int64)
-        for i in range(i0, i1):
+        for i in range(b):
             v[:] = v0
             for t in range(steps):
                 c = 0
@@ -436,7 +436,7 @@ class FusedPlan:
             cnt = np.empty((T, b), np.int64)
             val = np.empty((T, b), np.int64)
             if_layer(dummy_cur if cur is None else cur, cur is not None, dummy_const if const is None else const,
-                     const is not None, lp.v0, lp.theta, self.lo, self.hi, self.m, s, cnt, val, 0, b)
+                     const is not None, lp.v0, lp.theta, self.lo, self.hi, self.m, s, cnt, val)
             counts[lp.layer.name] = np.cumsum(cnt, axis=0)
             if self.m > 1:
                 values[lp.layer.name] = np.cumsum(val, axis=0)

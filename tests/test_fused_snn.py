@@ -157,7 +157,7 @@ def test_if_kernel_is_semantics_fire_with_saturation(m: int) -> None:
     v0 = rng.integers(0, theta, n).astype(np.int64)
     spikes = np.empty((T, B, n), np.uint8)
     counts, values = np.empty((T, B), np.int64), np.empty((T, B), np.int64)
-    if_layer(cur, True, const, True, v0, theta, lo, hi, m, spikes, counts, values, 0, B)
+    if_layer(cur, True, const, True, v0, theta, lo, hi, m, spikes, counts, values)
     v = np.broadcast_to(v0, (B, n)).copy()
     saturated = 0
     for t in range(T):

@@ -11,8 +11,8 @@ Inputs and results travel as files in a private temp dir (`qcfs-lava-*`), which 
 path: normally and on exceptions by this process (SIGTERM/SIGHUP become exceptions in the CLIs, see
 qcfs.errors.cli_entry); when this process is SIGKILLed, by the worker's watchdog before it kills its group.
 Shared memory (Lava's channels, /dev/shm/psm_*) the killed group could not unlink is unlinked here from the
-worker's ledger (shm_ledger). The worker's TMPDIR points inside that folder, so the `pymp-*` folders multiprocessing creates for Lava's
-processes (never removed when they are SIGKILLed) go with it.
+worker's ledger (shm_ledger). The worker's TMPDIR points inside that folder, so the `pymp-*` folders
+multiprocessing creates for Lava's processes (never removed when they are SIGKILLed) go with it.
 """
 
 from __future__ import annotations
