@@ -72,11 +72,25 @@ def fire(v: np.ndarray, theta: float | int, v_limits: tuple[int, int] | None, sp
         np.clip(v, v_limits[0], v_limits[1], out=v)
     if max_spikes == 1:
         np.greater_equal(v, theta, out=spikes)
-        np.subtract(v, v.dtype.type(theta), out=v, where=spikes)
+        # v -= θ·s, not np.subtract(..., where=spikes): NumPy's masked ufunc loop costs ~5 ns per element
+        # (measured, NumPy 1.26), the product and a plain subtraction ~0.3 ns; the integers are the same.
+        v -= np.multiply(spikes, v.dtype.type(theta), dtype=v.dtype)  # v's dtype under any NumPy's casting
         return
     n = np.clip(np.floor_divide(v, v.dtype.type(theta)), 0, max_spikes)  # floor: exact for int64 and float64
     spikes[...] = n
     v -= n * v.dtype.type(theta)
+
+
+def saturation_free(v_init_max: float, current_bound: float, steps: int, v_limits: tuple[int, int] | None) -> bool:
+    """True when `steps` IF steps cannot reach the saturation limits, so the clip may be skipped.
+
+    Why it holds: with |current| ≤ B per step, integration raises v by at most B and firing only lowers a
+    v ≥ θ > 0 to v − n·θ ≥ 0, so v_t ≤ v_0 + t·B; v falls only by integration, so v_t ≥ min(v_0, 0) − t·B.
+    Hence |v| ≤ |v_0| + steps·B throughout (before and after firing)."""
+    if v_limits is None:
+        return True
+    reach = float(v_init_max) + float(steps) * float(current_bound)
+    return reach <= v_limits[1] and -reach >= v_limits[0]
 
 
 def payload_bits(max_spikes: int) -> int:

@@ -33,8 +33,6 @@ or `numpy` for those).
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +41,8 @@ from tqdm import tqdm
 from qcfs.intnet import IntNet, Layer, Synapse
 from qcfs.runtime.numpy_synapse import SynapsePlan, _pool_factor, channel_last, exact_bound, input_current_bound
 from qcfs.runtime.result import ChunkResults, SimResult, sync_inputs
+from qcfs.runtime.scratch import Buffers
+from qcfs.runtime.workers import Workers, usable_cores
 from qcfs.semantics import encode_input, membrane_limits
 
 INT32_LIMIT = 2**31
@@ -147,54 +147,6 @@ def kernels():  # type: ignore[no-untyped-def]
     return _KERNELS
 
 
-def _usable_cores() -> int:
-    """Cores this process may run on (its affinity mask, e.g. under taskset or a container), not the machine's."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-class Workers:
-    """This thread plus a small pool: each(fn, k) runs fn(0) … fn(k − 1) at once, fn(0) in this thread (the numba
-    loops and onnxruntime's run release the GIL). Why threads of our own and not numba's parallel loops or
-    onnxruntime's intra-op pool: module docstring."""
-
-    def __init__(self, threads: int) -> None:
-        self.count = max(1, threads)
-        self.pool = ThreadPoolExecutor(self.count - 1, thread_name_prefix="qcfs-fused") if self.count > 1 else None
-
-    def shares(self, n: int) -> list[tuple[int, int]]:
-        """Contiguous (start, stop) shares of range(n), one per worker (fewer when n is smaller)."""
-        bounds = np.linspace(0, n, min(self.count, max(1, n)) + 1).astype(int)
-        return [(int(a), int(z)) for a, z in zip(bounds[:-1], bounds[1:])]
-
-    def each(self, fn, k: int) -> None:  # type: ignore[no-untyped-def]
-        if self.pool is None or k < 2:
-            for j in range(k):
-                fn(j)
-            return
-        futures = [self.pool.submit(fn, j) for j in range(1, k)]
-        fn(0)  # the first share in this thread: one wake-up fewer per call
-        for f in futures:
-            f.result()
-
-
-class _Buffers:
-    """Scratch arrays reused across layers and chunks. Why: a fresh 40 MB array per layer and chunk costs
-    page faults on first touch, which took as long as the im2col loop itself and varied 8× between runs."""
-
-    def __init__(self) -> None:
-        self._flat: dict[str, np.ndarray] = {}
-
-    def get(self, tag: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        flat = self._flat.get(tag)
-        if flat is None or flat.size < size:
-            flat = self._flat[tag] = np.empty(size, np.uint8)
-        return flat[:size].view(dtype).reshape(shape)
-
-
 # --- plan --------------------------------------------------------------------------------------------------
 @dataclass
 class _Gather:
@@ -206,7 +158,7 @@ class _Gather:
     conv: tuple | None = None  # (kh, kw, sh, sw, top, left, out_hw); None: pointwise (the map itself is the rows)
     k: int = 0  # GEMM row length
 
-    def source_map(self, src: np.ndarray, buf: _Buffers, j: int) -> np.ndarray:
+    def source_map(self, src: np.ndarray, buf: Buffers, j: int) -> np.ndarray:
         """The map the rows are cut from: the spikes, or their window sums (scratch `j` per synapse)."""
         if self.sum_pool is None:
             return src
@@ -358,8 +310,8 @@ class FusedPlan:
             self.layers.append(lp)
             shapes[layer.name] = shape
         self.last_use = {g.source: i for i, lp in enumerate(self.layers) for g in lp.gathers}
-        self.buffers: list[_Buffers] = []  # one per share
-        self.pool = Workers(threads or _usable_cores())
+        self.buffers: list[Buffers] = []  # one per share
+        self.pool = Workers(threads or usable_cores(), "qcfs-fused")
 
     def chunk(self, T: int) -> int:
         """Samples per chunk within FUSED_BYTES (the largest layer's currents and rows, T steps)."""
@@ -382,7 +334,7 @@ class FusedPlan:
             consts.append(const)
         shares = self.pool.shares(b)
         while len(self.buffers) < len(shares):
-            self.buffers.append(_Buffers())
+            self.buffers.append(Buffers())
         per_share: list = [None] * len(shares)
         step = max(1, CACHE_MAPS // T)
 
@@ -398,7 +350,7 @@ class FusedPlan:
         values = {name: np.concatenate([p[2][name] for p in parts], axis=1) for name in parts[0][2]}
         return logits, counts, values
 
-    def _forward(self, consts: list, b: int, T: int, buf: _Buffers):  # type: ignore[no-untyped-def]
+    def _forward(self, consts: list, b: int, T: int, buf: Buffers):  # type: ignore[no-untyped-def]
         """The whole network on b samples in this thread: gathers, one GEMM per layer, the IF loop."""
         _, _, if_layer = kernels()
         spikes: dict[str, np.ndarray] = {}

@@ -20,16 +20,19 @@ dtype, same bound, so the same integers.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from qcfs.intnet import SumPool, Synapse
+from qcfs.runtime.scratch import Buffers
 from qcfs.runtime.numpy_sparse import sparse_conv_current, sparse_dense_current
 from qcfs.runtime.synapse_choice import MODES, crossover
 
 FLOAT32_EXACT_LIMIT = 2**24
 FLOAT64_EXACT_LIMIT = 2**53
-CHUNK_BYTES = 8 << 20  # im2col chunk: big enough for efficient GEMMs, small enough to stay near cache
+CHUNK_BYTES = 2 << 20  # im2col chunk: GEMM rows stay in L2/L3 (2 MB beat 8 MB by 1.3x with 2 workers, resnet20, 2026-12-06)
 BOUND_CHUNK_ELEMS = 1 << 22  # exact_bound's |w| temporaries: 32 MB, not a copy of a 3 GB FC weight
 POOL_FACTORING = True  # benchmarks switch it off to measure what it saves
 SPARSE_WEIGHT_BYTES = 256 << 20  # dense weights up to this get the sparse path's second (row-major) copy
@@ -101,6 +104,7 @@ class SynapsePlan:
         self.dtype = np.dtype(dtype)
         self.synapse = synapse
         self._crossover: float | None = None
+        self._crossover_lock = threading.Lock()
         self._w_rows: np.ndarray | None = None
         self._pad_buf: np.ndarray | None = None
         self._bufs: dict[tuple, np.ndarray] = {}
@@ -166,8 +170,11 @@ class SynapsePlan:
         self._pad_buf = None
         self._bufs.clear()
 
-    def _buf(self, tag: str, shape: tuple[int, ...]) -> np.ndarray:
-        """Reused scratch arrays: fresh large allocations cost page faults every step."""
+    def _buf(self, tag: str, shape: tuple[int, ...], scratch: Buffers | None = None) -> np.ndarray:
+        """Reused scratch arrays: fresh large allocations cost page faults every step. With `scratch` (the
+        caller's per-thread Buffers, shared by every plan it runs) they outlive this plan's layer."""
+        if scratch is not None:
+            return scratch.get(f"syn.{tag}", shape, self.dtype)
         key = (tag, shape)
         buf = self._bufs.get(key)
         if buf is None:
@@ -184,11 +191,19 @@ class SynapsePlan:
                     out += src[:, i::s, j::s]
         return out
 
-    def _padded(self, src: np.ndarray) -> np.ndarray:
+    def _padded(self, src: np.ndarray, scratch: Buffers | None = None) -> np.ndarray:
         top, left, bottom, right = self.padding
         if not any(self.padding):
             return src  # the im2col copy converts (spikes are bool)
         b, h, w, c = src.shape
+        if scratch is not None:  # a shared buffer: another plan may have written its border
+            buf = scratch.get("syn.pad", (b, h + top + bottom, w + left + right, c), self.dtype)
+            buf[:, :top] = 0
+            buf[:, top + h :] = 0
+            buf[:, top : top + h, :left] = 0
+            buf[:, top : top + h, left + w :] = 0
+            buf[:, top : top + h, left : left + w] = src
+            return buf
         buf = self._pad_buf
         if buf is None or buf.shape[0] != b:
             buf = self._pad_buf = np.zeros((b, h + top + bottom, w + left + right, c), dtype=self.dtype)
@@ -209,14 +224,19 @@ class SynapsePlan:
                 out += x[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw]
         return out
 
-    def __call__(self, src: np.ndarray) -> np.ndarray:
+    def __call__(self, src: np.ndarray, scratch: Buffers | None = None, slot: int = 0) -> np.ndarray:
+        """The current from `src`. scratch/slot: the caller's per-thread Buffers and this plan's output slot
+        in it (plans whose outputs are alive at once need different slots); the output is valid until the
+        slot is used again."""
         if self.sum_pool is not None:
             src = self._window_sums(src)
         if self.kind == "dense":
             src = src.reshape(src.shape[0], -1)
         elif self.pool > 1:
             src = self._pooled(src)
-        return self._sparse(src) if self._use_sparse(src) else self._dense(src)
+        if self._use_sparse(src):
+            return self._sparse(src, scratch, slot)
+        return self._dense(src, scratch, slot)
 
     # --- spike-driven path (numpy_sparse) -------------------------------------------------------------
     def _use_sparse(self, x: np.ndarray) -> bool:
@@ -225,50 +245,54 @@ class SynapsePlan:
             return False
         if self.synapse == "sparse":
             return True
-        if self._crossover is None:
-            key = (self.kind, self.gemm_in_shape, self.wmat.shape, self.dtype.str, x.dtype.str,
-                   getattr(self, "stride", None), getattr(self, "padding", None), getattr(self, "kh", None))
-            self._crossover = crossover(key, self.gemm_in_shape, x.dtype, self.macs_per_sample, self._dense,
-                                        self._sparse)
+        with self._crossover_lock:  # worker threads share this plan: measure the crossover once
+            if self._crossover is None:
+                self._measure_crossover(x)
         return np.count_nonzero(x) < self._crossover * x.size
 
-    def _sparse(self, x: np.ndarray) -> np.ndarray:
+    def _measure_crossover(self, x: np.ndarray) -> None:
+        key = (self.kind, self.gemm_in_shape, self.wmat.shape, self.dtype.str, x.dtype.str,
+               getattr(self, "stride", None), getattr(self, "padding", None), getattr(self, "kh", None))
+        self._crossover = crossover(key, self.gemm_in_shape, x.dtype, self.macs_per_sample, self._dense,
+                                    self._sparse)
+
+    def _sparse(self, x: np.ndarray, scratch: Buffers | None = None, slot: int = 0) -> np.ndarray:
         if self.kind == "dense":
             if self._w_rows is None:  # row-major [n_in, n_out]: sparsetools reads weight rows in place
                 self._w_rows = np.ascontiguousarray(self.wmat)
             return sparse_dense_current(x, self._w_rows)
         o, ho, wo = self.out_shape
-        out = self._buf("out", (x.shape[0], ho, wo, o))
+        out = self._buf(f"out{slot}", (x.shape[0], ho, wo, o), scratch)
         return sparse_conv_current(x, self.wmat[0], self.kh, self.kw, self.stride, self.padding, out)
 
     # --- im2col + GEMM ---------------------------------------------------------------------------------
-    def _dense(self, src: np.ndarray) -> np.ndarray:
+    def _dense(self, src: np.ndarray, scratch: Buffers | None = None, slot: int = 0) -> np.ndarray:
         b = src.shape[0]
-        if self.kind == "dense":
-            x = src
+        if self.kind == "dense" or self.pointwise:  # the map itself is the GEMM's rows
+            x = src.reshape(-1, self.wmat.shape[-2])
             if x.dtype != self.dtype:
-                x = x.astype(self.dtype)
-            return x @ self.wmat
+                rows = self._buf("rows", x.shape, scratch)
+                rows[...] = x
+                x = rows
+            shape = (b, *self.out_shape) if self.kind == "dense" else (b, *self.out_shape[1:], self.out_shape[0])
+            out = self._buf(f"out{slot}", shape, scratch)
+            np.matmul(x, self.wmat if self.kind == "dense" else self.wmat[0], out=out.reshape(len(x), -1))
+            return out
         o, ho, wo = self.out_shape
-        if self.pointwise:
-            x = src.reshape(-1, src.shape[-1])
-            if x.dtype != self.dtype:
-                x = x.astype(self.dtype)
-            return (x @ self.wmat[0]).reshape(b, ho, wo, o)
-        p = self._padded(src)
+        p = self._padded(src, scratch)
         sh, sw = self.stride
         win = sliding_window_view(p, (self.kh, self.kw), axis=(1, 2))[:, : (ho - 1) * sh + 1 : sh,
                                                                          : (wo - 1) * sw + 1 : sw]
         win = win.transpose(0, 1, 2, 4, 5, 3)  # [B, Ho, Wo, kh, kw, C]: inner copies are contiguous in C
         g = self.groups
         k = self.wmat.shape[1]
-        out = self._buf("out", (b, ho, wo, o))
+        out = self._buf(f"out{slot}", (b, ho, wo, o), scratch)
         per_image = ho * wo * k * g * self.dtype.itemsize
         step = max(1, CHUNK_BYTES // max(per_image, 1))
         if g == 1 and step == 1 and per_image > CHUNK_BYTES:
             # one image's im2col is over the chunk (224×224×64 at 3×3: 115 MB in float32): rows of it instead
             rows = max(1, CHUNK_BYTES // max(1, wo * k * self.dtype.itemsize))
-            cols = self._buf("rcols", (min(rows, ho), wo, self.kh, self.kw, src.shape[-1]))
+            cols = self._buf("rcols", (min(rows, ho), wo, self.kh, self.kw, src.shape[-1]), scratch)
             for i in range(b):
                 for r0 in range(0, ho, rows):
                     r1 = min(ho, r0 + rows)
@@ -281,13 +305,13 @@ class SynapsePlan:
             b1 = min(b, b0 + step)
             m = (b1 - b0) * ho * wo
             if g == 1:
-                cols = self._buf("cols", (b1 - b0, ho, wo, self.kh, self.kw, src.shape[-1]))
+                cols = self._buf("cols", (b1 - b0, ho, wo, self.kh, self.kw, src.shape[-1]), scratch)
                 cols[...] = win[b0:b1]
                 np.matmul(cols.reshape(m, k), self.wmat[0], out=out[b0:b1].reshape(m, o))
             else:
                 cg = src.shape[-1] // g
                 wg = win[b0:b1].reshape(b1 - b0, ho, wo, self.kh, self.kw, g, cg)
-                cols = self._buf("gcols", (g, b1 - b0, ho, wo, self.kh, self.kw, cg))
+                cols = self._buf("gcols", (g, b1 - b0, ho, wo, self.kh, self.kw, cg), scratch)
                 cols[...] = wg.transpose(5, 0, 1, 2, 3, 4, 6)
                 res = np.matmul(cols.reshape(g, m, k), self.wmat)  # [G, m, og]
                 out[b0:b1] = res.transpose(1, 0, 2).reshape(b1 - b0, ho, wo, o)

@@ -108,3 +108,47 @@ def test_time_blocks_equal_step_major(monkeypatch, block_bytes: int) -> None:  #
     _same(got, ref)
     for name in ref.raster:
         np.testing.assert_array_equal(got.raster[name], ref.raster[name], err_msg=name)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_worker_shares_equal_step_major(threads: int) -> None:
+    """The chunk's samples split between worker threads (3 uneven shares of 7; each worker's scratch shared by
+    all its plans and kept between calls) give the step-major integers and sample 0's raster, on every call,
+    also after a net of other shapes has used the pooled scratch."""
+    net = _per_channel(random_net(8, "int", membrane_bits=12), 8)
+    imgs = _images(7, 8)
+    ref = simulate(net, imgs, [2, 5], progress=False, order="step", raster_neurons=5)
+    for other in (None, random_net(9, "int")):
+        if other is not None:
+            simulate(other, _images(5, 9), [3], progress=False, threads=threads)
+        got = simulate(net, imgs, [2, 5], batch_size=7, progress=False, raster_neurons=5, threads=threads)
+        _same(got, ref)
+        for name in ref.raster:
+            np.testing.assert_array_equal(got.raster[name], ref.raster[name], err_msg=name)
+
+
+def test_saturation_free_bound() -> None:
+    """|v| ≤ |v0| + t·B along random IF runs (binary and graded spikes, currents |c| ≤ B), the bound the
+    layer-major loop uses to skip the clip; and the skip is taken or not as the bound says."""
+    from qcfs.semantics import fire, saturation_free
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        theta, bound, m = int(rng.integers(1, 40)), int(rng.integers(1, 90)), int(rng.choice([1, 3]))
+        v = rng.integers(-2 * theta, 2 * theta + 1, 64)
+        reach = int(np.abs(v).max())
+        s = np.empty(64, bool if m == 1 else np.uint8)
+        for t in range(1, 12):
+            v += rng.integers(-bound, bound + 1, 64)
+            reach += bound
+            assert np.abs(v).max() <= reach
+            fire(v, theta, None, s, m)
+            assert np.abs(v).max() <= reach
+    assert saturation_free(10, 5, 3, (-32, 31)) and not saturation_free(10, 5, 5, (-32, 31))
+    assert saturation_free(10 ** 9, 10 ** 9, 10 ** 9, None)
+    T = 9
+    for bits, expect_clip in ((24, False), (10, True)):  # the nets of test_layer_major_equals_step_major
+        plans = compile_net(random_net(0, "int", membrane_bits=bits))
+        lim = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        clips = [not saturation_free(float(np.abs(lp.v_init).max()), lp.current_bound, T, lim) for lp in plans[:-1]]
+        assert any(clips) == expect_clip, clips

@@ -209,7 +209,7 @@ def test_auto_follows_the_crossover(cross: float, monkeypatch) -> None:  # type:
     real = SynapsePlan._sparse
     monkeypatch.setattr(synapse_choice, "crossover", lambda *a, **k: cross)
     monkeypatch.setattr("qcfs.runtime.numpy_synapse.crossover", lambda *a, **k: cross)
-    monkeypatch.setattr(SynapsePlan, "_sparse", lambda self, x: used.append(True) or real(self, x))
+    monkeypatch.setattr(SynapsePlan, "_sparse", lambda self, x, *rest: used.append(True) or real(self, x, *rest))
     net = random_net(0, "int")
     x = np.random.default_rng(0).uniform(0, 1, (4, 2, 8, 8))
     ref = simulate(net, x, [2, 5], synapse="dense", progress=False)
