@@ -33,9 +33,11 @@ or `numpy` for those).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from qcfs.intnet import IntNet, Layer, Synapse
@@ -311,6 +313,7 @@ class FusedPlan:
             shapes[layer.name] = shape
         self.last_use = {g.source: i for i, lp in enumerate(self.layers) for g in lp.gathers}
         self.buffers: list[Buffers] = []  # one per share
+        self.main_buffers = Buffers()  # the input-fed currents, computed in the calling thread
         self.pool = Workers(threads or usable_cores(), "qcfs-fused")
 
     def chunk(self, T: int) -> int:
@@ -321,16 +324,21 @@ class FusedPlan:
 
     def run(self, x_int: np.ndarray, T: int):  # -> (logits [T, B, K] int64, counts {layer: [T, B]}, values)
         """One chunk: x_int [B, C, H, W] encoded input integers; cumulative counts per layer [T, B]. The
-        input-fed currents are computed here for the whole chunk (one float64 GEMM, BLAS's threads); then each
+        input-fed currents are computed here for the whole chunk (one float64 GEMM, one BLAS thread); then each
         worker runs the whole network on its own share of the samples (why: module docstring)."""
         b = len(x_int)
         x_nhwc = np.ascontiguousarray(x_int.transpose(0, 2, 3, 1))
         consts = []
-        for lp in self.layers:
+        for i, lp in enumerate(self.layers):
             const = None
-            if lp.constant:
-                const = sum(plan(x_nhwc) for plan in lp.constant) + lp.bias
-                const = np.rint(const).astype(np.int64).reshape(b, -1)
+            if lp.constant:  # in place and into reused buffers: fresh arrays here were ~2,000 page faults a call
+                cur = None
+                for plan in lp.constant:
+                    c = plan(x_nhwc)  # the plan's own buffer (this thread only)
+                    cur = c if cur is None else np.add(cur, c, out=cur)
+                cur += lp.bias
+                const = self.main_buffers.get(f"const{i}", (b, int(np.prod(lp.shape))), np.int64)
+                const[...] = np.rint(cur, out=cur).reshape(b, -1)
             consts.append(const)
         shares = self.pool.shares(b)
         while len(self.buffers) < len(shares):
@@ -406,8 +414,11 @@ def simulate_fused(net: IntNet, images01: np.ndarray, Ts: list[int], *, batch_si
     T = Ts[-1]
     out = ChunkResults(len(images01), Ts, net.num_classes, [layer.name for layer in net.if_layers], plan.m)
     step = max(1, min(batch_size, plan.chunk(T)))
-    for start in tqdm(range(0, len(images01), step), desc="fused SNN", disable=not progress, leave=False):
-        x = encode_input(images01[start : start + step], net.input.mean, net.input.std, net.input.scale,
-                         net.input.bits)
-        out.put(start, *plan.run(x, T))
+    # one BLAS thread (the input-fed currents' float64 GEMM): OpenBLAS's idle threads spin after each call and
+    # took a core from the workers (sys time up to 40 % of a call's wall time, resnet20, 2026-12-06)
+    with threadpool_limits(1, user_api="blas") if plan.pool.count > 1 else nullcontext():
+        for start in tqdm(range(0, len(images01), step), desc="fused SNN", disable=not progress, leave=False):
+            x = encode_input(images01[start : start + step], net.input.mean, net.input.std, net.input.scale,
+                             net.input.bits)
+            out.put(start, *plan.run(x, T))
     return out.result("fused")
