@@ -10,7 +10,8 @@ Backends (all give identical integers; tests prove it): numpy (layer-major, simu
 sparse (CSR) or dense per call by the crossover measured for its shape), numpy-dense
 (every current im2col + GEMM), numpy-sparse (every supported current CSR), numpy-before (dense currents and
 the IF loop's operations as before the sliced, float-membrane update: the same-run baseline of the NumPy
-changes), numpy-step (step-major), ort-int8 / ort-float32 (the .snn.onnx graph with either kernel
+changes), numpy-1worker (the layer-major loop in one thread, BLAS with its own threads, as before
+2026-12-06; `numpy` splits the samples between --threads workers), numpy-step (step-major), ort-int8 / ort-float32 (the .snn.onnx graph with either kernel
 choice, session.run only; the row "auto_kernels" says which one `--snn-kernels auto` exports), torch-f32
 (per-layer proved float32, CPU) and torch-f64, and the peer SpikingJelly IF (single- and multi-step, `IFNode(v_reset=None)`
 with v(0) = θ/2 on the same integer weights in float32; installed with `pip install --no-deps
@@ -205,7 +206,8 @@ def runners(net: IntNet, ann, images: np.ndarray, T: int, threads: int) -> dict[
     out: dict[str, Callable[[], object]] = {
         "ann (ort fp32)": ann_runner(ann, images, threads),
         **{f"ann (ort fp32, {c}/call)": ann_runner(ann, images, threads, c) for c in PER_CALL if c < b},
-        "numpy": lambda: simulate(net, images, [T], batch_size=b, progress=False),
+        "numpy": lambda: simulate(net, images, [T], batch_size=b, progress=False, threads=threads),
+        "numpy-1worker": lambda: simulate(net, images, [T], batch_size=b, progress=False, threads=1),
         "numpy-before": numpy_before(lambda: simulate(net, images, [T], batch_size=b, progress=False,
                                                       synapse="dense")),
         "numpy-auto": lambda: simulate(net, images, [T], batch_size=b, progress=False, synapse="auto"),
@@ -396,7 +398,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--T", type=int, default=8)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="onnxruntime/torch threads")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="onnxruntime/torch threads, and the NumPy and fused backends' workers")
     ap.add_argument("--only", help="comma-separated backend labels to run (default: all; ann and numpy always run)")
     ap.add_argument("--out", default=str(RESULTS / "speed.json"))
     ap.add_argument("--md", help="replace (or append) the bench_speed section of this markdown file")
