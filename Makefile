@@ -23,7 +23,7 @@ OTHER_KERNELS := $(if $(HAS_AVX512),ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=
 # The third pass, on an AVX-512 machine with qemu-user: the integer backends' exactness tests (marker `isa`) on an
 # emulated AVX2-only CPU (no AVX-512, no VNNI), where onnxruntime's MLAS, OpenBLAS, NumPy and numba pick the
 # kernels an AVX2 machine runs; they must give the same integers. Emulation is ~10x slower: timings mean nothing,
-# and only the two files holding `isa` tests are collected (collecting the rest imports torch, minutes emulated).
+# and only the three files holding `isa` tests are collected (collecting the rest imports torch, minutes emulated).
 AVX2_CPU := Haswell-noTSX,-invpcid,-x2apic,-tsc-deadline,-pcid
 EMULATE_AVX2 := $(if $(HAS_AVX512),$(shell command -v qemu-x86_64 2>/dev/null))
 
@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 	env $(OTHER_KERNELS) $(PY) -m pytest -q -p no:cacheprovider -m kernels tests
 ifneq ($(EMULATE_AVX2),)
-	$(EMULATE_AVX2) -cpu $(AVX2_CPU) $(PY) -m pytest -q -p no:cacheprovider -m isa tests/test_fused_snn.py tests/test_ort_snn.py
+	$(EMULATE_AVX2) -cpu $(AVX2_CPU) $(PY) -m pytest -q -p no:cacheprovider -m isa tests/test_fused_snn.py tests/test_ort_snn.py tests/test_layer_major.py
 else
 	@echo "note: the AVX2-emulation pass needs qemu-user (qemu-x86_64) on an AVX-512 machine; skipped"
 endif

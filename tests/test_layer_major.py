@@ -19,6 +19,8 @@ from snn_reference import brute_force, random_net  # noqa: E402
 from qcfs.runtime import numpy_snn  # noqa: E402
 from qcfs.runtime.numpy_snn import compile_net, layer_major_batch, simulate  # noqa: E402
 
+pytestmark = pytest.mark.isa  # every test here: make test reruns them on an emulated AVX2-only CPU
+
 
 def _images(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 1, (n, 2, 8, 8))
