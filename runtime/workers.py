@@ -10,7 +10,7 @@ threads also busy-wait between calls (measured: 2026-12-05/06, runtime/fused_snn
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable
 
 import numpy as np
@@ -42,7 +42,10 @@ class Workers:
                 fn(j)
             return
         futures = [self.pool.submit(fn, j) for j in range(1, k)]
-        fn(0)  # the first share in this thread: one wake-up fewer per call
+        try:
+            fn(0)  # the first share in this thread: one wake-up fewer per call
+        finally:  # never return (or raise) while a share still writes into buffers the caller will reuse
+            wait(futures)
         for f in futures:
             f.result()
 

@@ -154,3 +154,26 @@ def test_saturation_free_bound() -> None:
         lim = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
         clips = [not saturation_free(float(np.abs(lp.v_init).max()), lp.current_bound, T, lim) for lp in plans[:-1]]
         assert any(clips) == expect_clip, clips
+
+
+def test_workers_wait_for_every_share_before_raising() -> None:
+    """A failing share (here the caller's own) must not return control while another share still runs: the
+    caller would hand its scratch buffers to the next call while they are being written."""
+    import threading
+    import time
+
+    from qcfs.runtime.workers import Workers
+
+    done = threading.Event()
+
+    def share(j: int) -> None:
+        if j == 0:
+            raise RuntimeError("share 0 failed")
+        time.sleep(0.2)
+        done.set()
+
+    workers = Workers(2)
+    with pytest.raises(RuntimeError, match="share 0"):
+        workers.each(share, 2)
+    assert done.is_set()
+    workers.close()
