@@ -85,7 +85,8 @@ def saturation_free(v_init_max: float, current_bound: float, steps: int, v_limit
     """True when `steps` IF steps cannot reach the saturation limits, so the clip may be skipped.
 
     Why it holds: with |current| ≤ B per step, integration raises v by at most B and firing only lowers a
-    v ≥ θ > 0 to v − n·θ ≥ 0, so v_t ≤ v_0 + t·B; v falls only by integration, so v_t ≥ min(v_0, 0) − t·B.
+    v ≥ θ > 0 to v − n·θ ≥ 0, so v_t ≤ v_0 + t·B; v falls only by integration, so
+    v_t ≥ min(v_0, 0) − t·B.
     Hence |v| ≤ |v_0| + steps·B throughout (before and after firing)."""
     if v_limits is None:
         return True

@@ -91,7 +91,7 @@ class LayerPlan:
     depth: int = 1
     max_spikes: int = 1  # the network's graded payload m (qcfs.semantics); 1: bool spike maps
     mem_dtype: np.dtype = np.dtype(np.float64)  # layer-major membrane (membrane_dtype); float mode: float64
-    current_bound: float = float("inf")  # |input current of one step| ≤ this (integer mode; semantics.saturation_free)
+    current_bound: float = float("inf")  # |one step's input current| ≤ this (integer mode; saturation_free)
 
     @property
     def name(self) -> str:
@@ -376,8 +376,8 @@ def simulate(
                      pre_steps=pre_steps, values=values, max_spikes=m, pre_spikes=pre)
 
 
-def _run_shares(run, ctx: "_Context", x: np.ndarray, first_batch: bool, workers: Workers,  # type: ignore[no-untyped-def]
-                scratch: list[Buffers]) -> list:
+def _run_shares(run, ctx: _Context, x: np.ndarray, first_batch: bool,  # type: ignore[no-untyped-def]
+                workers: Workers, scratch: list[Buffers]) -> list:
     """[(start, stop, run's result)] for contiguous shares of the batch `x`, run at once on the workers (the
     layer-major loop; the other loops get the whole batch in this thread). The raster is sample 0's."""
     if run is not _run_layer_major:

@@ -32,7 +32,7 @@ from qcfs.runtime.synapse_choice import MODES, crossover
 
 FLOAT32_EXACT_LIMIT = 2**24
 FLOAT64_EXACT_LIMIT = 2**53
-CHUNK_BYTES = 2 << 20  # im2col chunk: GEMM rows stay in L2/L3 (2 MB beat 8 MB by 1.3x with 2 workers, resnet20, 2026-12-06)
+CHUNK_BYTES = 2 << 20  # im2col chunk: rows stay in L2/L3 (beat 8 MB by 1.3x with 2 workers, resnet20, 2026-12-06)
 BOUND_CHUNK_ELEMS = 1 << 22  # exact_bound's |w| temporaries: 32 MB, not a copy of a 3 GB FC weight
 POOL_FACTORING = True  # benchmarks switch it off to measure what it saves
 SPARSE_WEIGHT_BYTES = 256 << 20  # dense weights up to this get the sparse path's second (row-major) copy
