@@ -38,6 +38,9 @@ STEP_OVERHEAD_S = {"numpy": 2e-5, "ort": 1e-5, "fused": 1e-5, "torch-cpu": 1e-5,
 LAVA_MAX_RING_ELEMS = 1 << 24
 LAVA_RING_COPIES = 2
 BYTES_PER_NEURON = 33  # int64 membrane + int64 scratch + int64 constant current + bool spikes + int64 current
+# fused: per neuron and step of the largest layer at least its int32 current and its uint8 spike (GEMM rows come
+# on top, so this is a lower bound; at T = 10^7 a digits sample tried to allocate 153 GiB of rows)
+FUSED_BYTES_PER_NEURON_STEP = 5
 DEFAULT_MAX_HOURS = 24.0
 
 
@@ -108,6 +111,12 @@ def estimate(net: IntNet, n_samples: int, Ts: list[int], batch: int, backend: st
         sample = layer_major_sample_bytes(neurons, t_max)
         chunk = min(b, max(1, LAYER_MAJOR_BYTES // sample))
         per_batch = chunk * sample + b * in_elems * 16 + weight_bytes(net) + 4 * weight_count(net)
+    elif key == "fused":  # a chunk holds a layer's int32 currents and uint8 spikes for all T steps, ≥ 1 sample
+        from qcfs.runtime.fused_snn import FUSED_BYTES
+
+        sample = t_max * max(int(np.prod(layer.shape)) for layer in net.layers) * FUSED_BYTES_PER_NEURON_STEP
+        chunk = min(b, max(1, FUSED_BYTES // sample))
+        per_batch = chunk * sample + b * in_elems * 16 + weight_count(net)  # int8 weight copies
     else:
         per_batch = b * (all_neurons * BYTES_PER_NEURON + in_elems * 16)
     held = n_samples if resident is None else max(1, min(resident, n_samples))

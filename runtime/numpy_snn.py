@@ -309,7 +309,8 @@ def simulate(
     give identical integers.
     threads: worker threads of the layer-major loop (0: every usable core). Each runs its own contiguous
     share of a chunk's samples with single-threaded BLAS (runtime/workers.py says why); the other loops run
-    in this thread. Any share split gives identical integers.
+    in this thread. Any share split gives identical integers. The one-BLAS-thread limit (threadpoolctl) is
+    process-wide while the call runs: BLAS calls from the caller's other threads get one thread too.
     """
     Ts = sorted({int(t) for t in Ts})
     if not Ts or Ts[0] < 1:

@@ -62,11 +62,11 @@ def main() -> None:
     step("Lava fixed-point simulator, T = 4, 50 test samples spread over the split", "qcfs-run", "--model", str(lava),
          "--backend", "lava", "--dataset", "digits", "--T", "4", "--limit", "50",
          "--json", str(OUT / "lava.json"), "--counts", str(OUT / "lava-counts.npz"))
-    step("NumPy reference runtime on the same 50 samples", "qcfs-run", "--model", str(lava), "--dataset", "digits",
-         "--T", "4", "--limit", "50", "--counts", str(OUT / "numpy50-counts.npz"))
+    step("NumPy reference runtime on the same 50 samples", "qcfs-run", "--model", str(lava), "--backend", "numpy",
+         "--dataset", "digits", "--T", "4", "--limit", "50", "--counts", str(OUT / "numpy50-counts.npz"))
     compare_counts(OUT / "lava-counts.npz", OUT / "numpy50-counts.npz")
     step("NumPy reference runtime, integer and float mode, T = 1..32, whole test split, with report",
-         "qcfs-run", "--model", str(onnx), "--dataset", "digits", "--T", "1,2,4,8,16,32",
+         "qcfs-run", "--model", str(onnx), "--backend", "numpy", "--dataset", "digits", "--T", "1,2,4,8,16,32",
          "--json", str(OUT / "numpy.json"), "--counts", str(OUT / "numpy-counts.npz"),
          "--report", str(OUT / "report"), "--lava-json", str(OUT / "lava.json"))
     cal = OUT / "cnn-digits-T1.lava.npz"
@@ -75,8 +75,8 @@ def main() -> None:
          "--dataset", "digits", "--show-passes")
     step("calibrated network on Lava, T = 1,2,4, 50 test samples", "qcfs-run", "--model", str(cal), "--backend",
          "lava", "--dataset", "digits", "--T", "1,2,4", "--limit", "50", "--counts", str(OUT / "lava-cal-counts.npz"))
-    step("calibrated network on NumPy, same samples", "qcfs-run", "--model", str(cal), "--dataset", "digits",
-         "--T", "1,2,4", "--limit", "50", "--counts", str(OUT / "numpy50-cal-counts.npz"))
+    step("calibrated network on NumPy, same samples", "qcfs-run", "--model", str(cal), "--backend", "numpy",
+         "--dataset", "digits", "--T", "1,2,4", "--limit", "50", "--counts", str(OUT / "numpy50-cal-counts.npz"))
     compare_counts(OUT / "lava-cal-counts.npz", OUT / "numpy50-cal-counts.npz", " of the calibrated network")
     step("calibrated network, NumPy, whole test split, every T (calibration is for T = 1; see what it does "
          "elsewhere)", "qcfs-run", "--model", str(cal), "--dataset", "digits", "--T", "1,2,4,8,16,32",

@@ -105,7 +105,7 @@ def test_json_and_counts(capsys, intnet_file: Path, tmp_path: Path) -> None:  # 
     assert "n/a" in table and "synops/sample" in table
     doc = json.loads(out_json.read_text())
     assert {"model", "dataset", "backend", "mode", "samples", "ann_accuracy", "results"} <= set(doc)
-    assert doc["dataset"] == "digits" and doc["backend"] == "numpy" and doc["mode"] == "int"
+    assert doc["dataset"] == "digits" and doc["backend"] == "fused" and doc["mode"] == "int"  # the default here
     assert doc["samples"] == 25 and doc["ann_accuracy"] is None
     assert [r["T"] for r in doc["results"]] == [1, 2, 4]
     for r in doc["results"]:
@@ -208,3 +208,23 @@ def test_exporter_filter_is_narrow() -> None:
 
     assert not _drop_torchvision_skip(record("torchvision is not installed. Skipping %s"))
     assert _drop_torchvision_skip(record("'%s' is not found in this version of PyTorch."))
+
+
+def test_default_backend_is_fused_with_numpy_integers(intnet_file: Path, tmp_path: Path) -> None:
+    """No --backend: fused where it runs the network, with the NumPy reference's results in every field of the
+    JSON; the NumPy reference where only it serves an option (pipelined timing)."""
+    docs = {}
+    for name, extra in (("default", []), ("numpy", ["--backend", "numpy"]), ("pipelined", ["--timing", "pipelined"])):
+        out = tmp_path / f"{name}.json"
+        assert run_cli.main(["--model", str(intnet_file), "--dataset", "digits", "--T", "1,3", "--limit", "12",
+                             "--json", str(out), "--counts", str(tmp_path / f"{name}.npz"), "--no-progress",
+                             *extra]) == 0
+        docs[name] = json.loads(out.read_text())
+    assert docs["default"]["backend"] == "fused"
+    assert docs["numpy"]["backend"] == docs["pipelined"]["backend"] == "numpy"
+    same = {k: v for k, v in docs["default"].items() if k not in ("backend", "command")}
+    assert same == {k: v for k, v in docs["numpy"].items() if k not in ("backend", "command")}
+    with np.load(tmp_path / "default.npz") as got, np.load(tmp_path / "numpy.npz") as ref:
+        assert sorted(got.files) == sorted(ref.files)
+        for key in ref.files:
+            np.testing.assert_array_equal(got[key], ref[key], err_msg=key)

@@ -104,6 +104,17 @@ def test_refusals_are_value_errors() -> None:
         FusedPlan(net)
 
 
+def test_qcfs_run_default_is_fused_only_where_it_runs() -> None:
+    """qcfs-run without --backend (qcfs.simulate.fused_or_numpy): fused where FusedPlan accepts the network,
+    the NumPy reference for each refusal above."""
+    from qcfs.simulate import fused_or_numpy
+
+    assert fused_or_numpy(random_net(5, "int")) == "fused"
+    wide = random_net(5, "int")
+    wide.layer("c4").synapses[0].weight[0, 0, 0, 0] = 300
+    assert fused_or_numpy(wide) == fused_or_numpy(random_net(0, "float")) == "numpy"
+
+
 def test_an_input_current_beyond_float64_is_refused_as_by_numpy() -> None:
     """Both runtimes compute the input-fed current as one float64 GEMM (numpy_synapse.input_current_bound)."""
     from qcfs.runtime.numpy_snn import compile_net

@@ -148,8 +148,13 @@ def test_npz_declaring_too_much_is_not_inflated(work: Path, capsys, monkeypatch)
 
 
 def test_absurd_T_refused_saying_what_it_takes(work: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    line = refused(run_cli.main, ["--model", str(work / "m.onnx"), "--dataset", "digits", "--T", "10000000"], capsys)
+    """The NumPy reference is refused for time; the default (fused, which holds all T steps of a layer) for
+    memory, before it allocates (it tried 153 GiB at T = 10^7 before the budget knew that)."""
+    args = ["--model", str(work / "m.onnx"), "--dataset", "digits", "--T", "10000000"]
+    line = refused(run_cli.main, [*args, "--backend", "numpy"], capsys)
     assert "would take at least" in line and "--max-hours" in line
+    line = refused(run_cli.main, args, capsys)
+    assert "(fused): would need at least" in line and "memory" in line
 
 
 def test_memory_estimate_refuses_what_cannot_fit() -> None:

@@ -132,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=tuple(DATASETS))
     p.add_argument("--T", dest="Ts", type=parse_ts, default=[1, 2, 4, 8, 16, 32],
                    help="comma-separated time steps, all from one run of max(T) (default 1,2,4,8,16,32)")
-    p.add_argument("--backend", choices=BACKENDS, help="default: ort for an .snn.onnx model, else numpy")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="default: ort for an .snn.onnx model; else fused where it runs the network (same integers "
+                        "as numpy, faster) and no numpy-only option is set; else numpy")
     p.add_argument("--mode", choices=("int", "float"),
                    help="integer (hardware) or float IF network (default int; an IntNet file keeps its own)")
     p.add_argument("--netx-semantics", choices=NETX_SEMANTICS,
@@ -179,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace) -> None:
     """Option combinations argparse cannot express; fail before any model or data is loaded."""
     if args.backend is None:
-        args.backend = "ort" if (args.model or "").endswith(".snn.onnx") else "numpy"
+        args.backend = default_backend(args)
     if args.backend in ("ort", "fused") and args.timing == "pipelined":
         raise QCFSError(f"--backend {args.backend} is layer-synchronous only; use --timing sync or --backend numpy")
     if args.backend == "torch" and args.timing == "pipelined":
@@ -205,6 +207,18 @@ def check_args(args: argparse.Namespace) -> None:
         raise QCFSError("--lava-json only adds points to a report; pass --report DIR too")
     if args.subset != "spread" and args.limit is None:
         raise QCFSError("--subset chooses which samples --limit N takes; pass --limit too")
+
+
+def default_backend(args: argparse.Namespace) -> str:
+    """The backend when --backend is not given: ort for an .snn.onnx file; the NumPy reference where an option
+    only it (or another backend) serves is set (pipelined timing, --pre-steps, --report's raster, --device,
+    --netx-semantics); else "auto", settled once the network is loaded (qcfs.simulate.fused_or_numpy)."""
+    if (args.model or "").endswith(".snn.onnx"):
+        return "ort"
+    if args.timing == "pipelined" or args.pre_steps or args.report or args.device is not None \
+            or args.netx_semantics is not None:
+        return "numpy"
+    return "auto"
 
 
 def check_outputs(args: argparse.Namespace, model: str | Path | None) -> None:
@@ -265,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     model = Path(args.model) if args.model else default_model(args.dataset)
     network = qcfs.load(model, mode=args.mode, normalize=args.normalize)
     net, canon = network.intnet, network.canonical_onnx
+    if args.backend == "auto":
+        from qcfs.simulate import fused_or_numpy
+
+        args.backend = fused_or_numpy(net)
     split = open_eval_split(args.dataset, args.data_dir, input_shape=tuple(net.input.shape),
                             num_classes=net.num_classes, model=str(model), limit=args.limit, rule=args.subset)
     if args.normalize is not None:
