@@ -57,11 +57,11 @@ def fused_or_numpy(net: IntNet) -> str:
     """What `qcfs-run` runs when no backend is named (and no NumPy-only option is set): `fused` where it can
     run this network (integer mode, int8 spike-fed weights, int32 sums), else the NumPy reference. Why: the
     same integers (tests/test_fused_snn.py), ~3× faster (whole CIFAR-10 test set, resnet20, T = 1…32: 112 s
-    against 332 s, BENCHMARKS.md section 3). The check builds the plan once (~0.5 s for a CIFAR VGG-16)."""
+    against 332 s, BENCHMARKS.md section 3). The check runs FusedPlan's checks without building its sessions."""
     try:
         from qcfs.runtime.fused_snn import FusedPlan
 
-        FusedPlan(net, threads=1)
+        FusedPlan(net, threads=1, sessions=False)
     except (ImportError, ValueError):
         return "numpy"
     return "fused"

@@ -41,7 +41,8 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from qcfs.intnet import IntNet, Layer, Synapse
-from qcfs.runtime.numpy_synapse import SynapsePlan, _pool_factor, channel_last, exact_bound, input_current_bound
+from qcfs.runtime.numpy_synapse import (SynapsePlan, _pool_factor, channel_last, exact_bound, input_current_bound,
+                                         summed)
 from qcfs.runtime.result import ChunkResults, SimResult, sync_inputs
 from qcfs.runtime.scratch import Buffers
 from qcfs.runtime.workers import Workers, usable_cores
@@ -266,7 +267,9 @@ def _session(layer: Layer, mat: np.ndarray, bias: np.ndarray | None):  # type: i
 class FusedPlan:
     """Gathers, onnxruntime sessions and IF constants of an integer-mode IntNet, built once."""
 
-    def __init__(self, net: IntNet, threads: int = 0) -> None:
+    def __init__(self, net: IntNet, threads: int = 0, sessions: bool = True) -> None:
+        """Raises ValueError where fused cannot run `net` exactly. sessions=False: the checks only (no
+        onnxruntime sessions, no worker threads), for a caller deciding whether it can (qcfs.simulate)."""
         if net.mode != "int" or net.input.scale is None:
             raise ValueError("the fused backend needs an integer-mode IntNet (export with --mode int)")
         self.net = net
@@ -301,6 +304,7 @@ class FusedPlan:
                 lp.bias = bias_cl
             if mats:
                 lp.k = sum(g.k for g in lp.gathers)
+            if mats and sessions:
                 lp.session = _session(layer, np.concatenate(mats, axis=0), None if lp.constant else bias_cl)
             if not lp.readout:
                 v0 = layer.v_init_full()
@@ -314,7 +318,7 @@ class FusedPlan:
         self.last_use = {g.source: i for i, lp in enumerate(self.layers) for g in lp.gathers}
         self.buffers: list[Buffers] = []  # one per share
         self.main_buffers = Buffers()  # the input-fed currents, computed in the calling thread
-        self.pool = Workers(threads or usable_cores(), "qcfs-fused")
+        self.pool = Workers((threads or usable_cores()) if sessions else 1, "qcfs-fused")
 
     def chunk(self, T: int) -> int:
         """Samples per chunk within FUSED_BYTES (the largest layer's currents and rows, T steps)."""
@@ -332,10 +336,7 @@ class FusedPlan:
         for i, lp in enumerate(self.layers):
             const = None
             if lp.constant:  # in place and into reused buffers: fresh arrays here were ~2,000 page faults a call
-                cur = None
-                for plan in lp.constant:
-                    c = plan(x_nhwc)  # the plan's own buffer (this thread only)
-                    cur = c if cur is None else np.add(cur, c, out=cur)
+                cur = summed(plan(x_nhwc) for plan in lp.constant)  # the plans' own buffers (this thread only)
                 cur += lp.bias
                 const = self.main_buffers.get(f"const{i}", (b, int(np.prod(lp.shape))), np.int64)
                 const[...] = np.rint(cur, out=cur).reshape(b, -1)

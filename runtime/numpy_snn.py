@@ -59,7 +59,7 @@ from tqdm import tqdm
 
 from qcfs.intnet import IntNet, Layer
 from qcfs.runtime.numpy_synapse import (FLOAT32_EXACT_LIMIT, FLOAT64_EXACT_LIMIT, SynapsePlan, channel_last,
-                                         exact_bound, input_current_bound)
+                                         exact_bound, input_current_bound, summed)
 from qcfs.runtime.numpy_neuron import if_block
 from qcfs.runtime.synapse_choice import MODES as SYNAPSE_MODES
 from qcfs.runtime.result import SimResult
@@ -244,13 +244,7 @@ def constant_current(lp: LayerPlan, x_nhwc: np.ndarray, integer: bool, scratch: 
     thread-safe); the result is then its "if.const", valid until the next call. Without it, a fresh array."""
     if not lp.constant:
         return None
-    cur = None
-    for j, (plan, _) in enumerate(lp.constant):
-        c = plan(x_nhwc, scratch, j)
-        if cur is None:
-            cur = c
-        else:
-            cur += c
+    cur = summed(plan(x_nhwc, scratch, j) for j, (plan, _) in enumerate(lp.constant))
     cur += lp.bias_const
     dtype = dtype or np.dtype(np.int64 if integer else np.float64)
     if scratch is None:
@@ -264,13 +258,7 @@ def spike_current(lp: LayerPlan, sources: dict[str, np.ndarray], scratch: Buffer
                   ) -> np.ndarray | None:
     """Σ of the layer's spike-fed synapse currents (+ bias); with `scratch`, in its buffers (valid until the
     next call with the same scratch)."""
-    cur = None
-    for j, (plan, src, _) in enumerate(lp.spiking):
-        c = plan(sources[src], scratch, j)
-        if cur is None:
-            cur = c
-        else:
-            cur += c
+    cur = summed(plan(sources[src], scratch, j) for j, (plan, src, _) in enumerate(lp.spiking))
     if cur is not None and lp.bias_in_gemm is not None:
         cur += lp.bias_in_gemm
     return cur

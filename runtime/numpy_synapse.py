@@ -21,6 +21,7 @@ dtype, same bound, so the same integers.
 from __future__ import annotations
 
 import threading
+from typing import Iterable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -41,6 +42,18 @@ SPARSE_WEIGHT_BYTES = 256 << 20  # dense weights up to this get the sparse path'
 def channel_last(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The channel-last layout of an IntNet tensor shape: (C, H, W) -> (H, W, C); 1-D shapes unchanged."""
     return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
+
+
+def summed(currents: Iterable[np.ndarray]) -> np.ndarray | None:
+    """Σ of synapse currents, accumulated in place into the first (None for none). Each comes from its own
+    buffer (a plan's own, or its slot in the caller's scratch), so the first is free to receive the others."""
+    total = None
+    for cur in currents:
+        if total is None:
+            total = cur
+        else:
+            total += cur
+    return total
 
 
 def exact_bound(weight: np.ndarray, x_max: float) -> float:
@@ -106,7 +119,6 @@ class SynapsePlan:
         self._crossover: float | None = None
         self._crossover_lock = threading.Lock()
         self._w_rows: np.ndarray | None = None
-        self._pad_buf: np.ndarray | None = None
         self._bufs: dict[tuple, np.ndarray] = {}
         self.sum_pool: SumPool | None = syn.pool
         if syn.pool is not None:  # the weights read the window sums: plan the synapse on their shape
@@ -165,11 +177,6 @@ class SynapsePlan:
         self.macs_per_sample = ho * wo * kh * kw * cg * o
         self.sparse_ok = g == 1
 
-    def release(self) -> None:
-        """Drop the scratch arrays (layer-major runs use each plan once per chunk, on T·B samples)."""
-        self._pad_buf = None
-        self._bufs.clear()
-
     def _buf(self, tag: str, shape: tuple[int, ...], scratch: Buffers | None = None) -> np.ndarray:
         """Reused scratch arrays: fresh large allocations cost page faults every step. With `scratch` (the
         caller's per-thread Buffers, shared by every plan it runs) they outlive this plan's layer."""
@@ -196,18 +203,13 @@ class SynapsePlan:
         if not any(self.padding):
             return src  # the im2col copy converts (spikes are bool)
         b, h, w, c = src.shape
-        if scratch is not None:  # a shared buffer: another plan may have written its border
-            buf = scratch.get("syn.pad", (b, h + top + bottom, w + left + right, c), self.dtype)
-            buf[:, :top] = 0
-            buf[:, top + h :] = 0
-            buf[:, top : top + h, :left] = 0
-            buf[:, top : top + h, left + w :] = 0
-            buf[:, top : top + h, left : left + w] = src
-            return buf
-        buf = self._pad_buf
-        if buf is None or buf.shape[0] != b:
-            buf = self._pad_buf = np.zeros((b, h + top + bottom, w + left + right, c), dtype=self.dtype)
-        buf[:, top : top + h, left : left + w] = src  # the border stays zero
+        buf = self._buf("pad", (b, h + top + bottom, w + left + right, c), scratch)
+        # the border is written every call: a shared (scratch) buffer may hold another plan's map there
+        buf[:, :top] = 0
+        buf[:, top + h :] = 0
+        buf[:, top : top + h, :left] = 0
+        buf[:, top : top + h, left + w :] = 0
+        buf[:, top : top + h, left : left + w] = src
         return buf
 
     # --- the current ---------------------------------------------------------------------------------
